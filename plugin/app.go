@@ -1,0 +1,222 @@
+package plugin
+
+/*
+#include <stdlib.h>
+#include "vivarium.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+
+	"github.com/vivarium-dev/vivarium/pyadapters"
+)
+
+// drainTimeout bounds how long an app being replaced or stopped may take to
+// finish the requests it already has.
+const drainTimeout = 30 * time.Second
+
+// appConfig is what one app instance is started from.
+type appConfig struct {
+	kind         string // "wsgi"
+	module       string
+	workingDir   string
+	venv         string
+	interpreters int
+	threads      int
+	maxQueue     int
+}
+
+// app is one running instance of a `python` block: its interpreters, their
+// worker threads and the scheduler in front of them. A config reload starts a
+// new instance and stops the old one.
+type app struct {
+	id      uint64
+	cfg     appConfig
+	logger  *zap.Logger
+	pool    *pool
+	interps []*interpreter
+}
+
+// interpreter is one of an app's interpreters and its worker threads.
+type interpreter struct {
+	c       *C.vv_interp
+	workers []*worker
+}
+
+var (
+	apps   sync.Map // id -> *app, for log lines coming from C
+	appSeq atomic.Uint64
+)
+
+func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
+	a := &app{
+		id:     appSeq.Add(1),
+		cfg:    cfg,
+		logger: logger,
+		pool:   newPool(cfg.interpreters, cfg.maxQueue),
+	}
+	apps.Store(a.id, a)
+	for i := 0; i < cfg.interpreters; i++ {
+		if err := a.startInterpreter(i); err != nil {
+			a.stop()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// cStrings allocates C copies of ss; free them with freeCStrings.
+func cStrings(ss ...string) []*C.char {
+	out := make([]*C.char, len(ss))
+	for i, s := range ss {
+		out[i] = C.CString(s)
+	}
+	return out
+}
+
+func freeCStrings(cs []*C.char) {
+	for _, c := range cs {
+		C.free(unsafe.Pointer(c))
+	}
+}
+
+func (a *app) startInterpreter(index int) error {
+	sources := pyadapters.Sources()
+	names := make([]string, len(sources))
+	codes := make([]string, len(sources))
+	for i, s := range sources {
+		names[i], codes[i] = s.Name, s.Code
+	}
+	strs := cStrings(a.cfg.kind, a.cfg.module, a.cfg.workingDir, a.cfg.venv, a.cfg.module)
+	defer freeCStrings(strs)
+	cnames, ccodes := cStrings(names...), cStrings(codes...)
+	defer freeCStrings(cnames)
+	defer freeCStrings(ccodes)
+	// The arrays of pointers live in C memory: cgo forbids passing Go memory
+	// that holds pointers.
+	ptrSize := C.size_t(unsafe.Sizeof((*C.char)(nil)))
+	nameArr := (**C.char)(C.malloc(ptrSize * C.size_t(len(sources))))
+	codeArr := (**C.char)(C.malloc(ptrSize * C.size_t(len(sources))))
+	defer C.free(unsafe.Pointer(nameArr))
+	defer C.free(unsafe.Pointer(codeArr))
+	copy(unsafe.Slice(nameArr, len(sources)), cnames)
+	copy(unsafe.Slice(codeArr, len(sources)), ccodes)
+
+	ccfg := C.vv_app_config{
+		app_id:       C.uint64_t(a.id),
+		kind:         strs[0],
+		module:       strs[1],
+		working_dir:  strs[2],
+		venv:         strs[3],
+		name:         strs[4],
+		nsources:     C.int(len(sources)),
+		source_names: nameArr,
+		sources:      codeArr,
+	}
+
+	var in *C.vv_interp
+	var cerr *C.char
+	var initErr error
+	started := time.Now()
+	onControlThread(func() {
+		if control.initErr != nil {
+			initErr = control.initErr
+			return
+		}
+		in = C.vv_interp_new(&ccfg, C.int(a.cfg.threads), &cerr)
+	})
+	if initErr != nil {
+		return initErr
+	}
+	if in == nil {
+		return errors.New(takeCString(cerr))
+	}
+	interp := &interpreter{c: in}
+	a.interps = append(a.interps, interp)
+
+	ids := (*C.int)(C.malloc(C.size_t(unsafe.Sizeof(C.int(0))) * C.size_t(a.cfg.threads)))
+	defer C.free(unsafe.Pointer(ids))
+	idSlice := unsafe.Slice(ids, a.cfg.threads)
+	load := a.pool.interps[index]
+	for i := range idSlice {
+		id, ok := allocWorkerID()
+		if !ok {
+			return fmt.Errorf("more than %d worker threads in one process", maxWorkers)
+		}
+		w := &worker{id: id, pool: a.pool, interp: load, wake: make(chan *request, 1)}
+		workerTable[id].Store(w)
+		interp.workers = append(interp.workers, w)
+		idSlice[i] = C.int(id)
+	}
+	if C.vv_interp_start(in, ids, &cerr) != 0 {
+		return errors.New(takeCString(cerr))
+	}
+	a.logger.Info("interpreter started",
+		zap.Int("interpreter", index),
+		zap.Int("threads", a.cfg.threads),
+		zap.Duration("took", time.Since(started)))
+	return nil
+}
+
+// stop lets the workers finish what they have, then ends the interpreters.
+func (a *app) stop() {
+	a.pool.close()
+	var wg sync.WaitGroup
+	for _, in := range a.interps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			C.vv_interp_join(in.c)
+			onControlThread(func() { C.vv_interp_end(in.c) })
+			for _, w := range in.workers {
+				freeWorkerID(w.id)
+			}
+		}()
+	}
+	ended := make(chan struct{})
+	go func() {
+		wg.Wait()
+		apps.Delete(a.id)
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(drainTimeout):
+		// Python running a request cannot be cut short safely; the
+		// interpreter ends on its own once its requests return.
+		a.logger.Error("app did not finish its requests in time; its interpreters end when they do",
+			zap.Duration("waited", drainTimeout))
+	}
+	a.interps = nil
+}
+
+// logAppLine writes a line from an app's interpreter to the app's logger.
+func logAppLine(appID uint64, kind int, text string) {
+	v, ok := apps.Load(appID)
+	if !ok {
+		return
+	}
+	logger := v.(*app).logger
+	switch kind {
+	case C.VV_LOG_STDOUT:
+		logger.Info(text, zap.String("stream", "stdout"))
+	case C.VV_LOG_STDERR:
+		logger.Info(text, zap.String("stream", "stderr"))
+	default:
+		msg, detail, _ := strings.Cut(text, "\n")
+		if detail == "" {
+			logger.Error(msg)
+		} else {
+			logger.Error(msg, zap.String("traceback", detail))
+		}
+	}
+}

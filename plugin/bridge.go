@@ -1,0 +1,138 @@
+package plugin
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../runtime
+#include "vivarium.h"
+*/
+import "C"
+
+import (
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// The functions exported here are the only ways C calls into Go. Each runs on
+// a C worker thread with the interpreter's GIL released.
+
+// maxWorkers bounds the worker table; far above what fits in one process.
+const maxWorkers = 1 << 14
+
+// workerTable maps a C worker's id, and the high half of a request token, to
+// its Go side without locks on the request path.
+var workerTable [maxWorkers]atomic.Pointer[worker]
+
+var workerIDs struct {
+	sync.Mutex
+	free []int
+	next int
+}
+
+func allocWorkerID() (int, bool) {
+	workerIDs.Lock()
+	defer workerIDs.Unlock()
+	if n := len(workerIDs.free); n > 0 {
+		id := workerIDs.free[n-1]
+		workerIDs.free = workerIDs.free[:n-1]
+		return id, true
+	}
+	if workerIDs.next >= maxWorkers {
+		return 0, false
+	}
+	workerIDs.next++
+	return workerIDs.next - 1, true
+}
+
+func freeWorkerID(id int) {
+	workerTable[id].Store(nil)
+	workerIDs.Lock()
+	workerIDs.free = append(workerIDs.free, id)
+	workerIDs.Unlock()
+}
+
+func cBytes(p *C.char, n C.size_t) []byte {
+	if p == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+}
+
+// vvServe finishes the worker's current request with the final part of its
+// response, then blocks until the next request, whose packed CGI variables it
+// copies into the worker's C buffer. Returns 0 when the worker must exit.
+//
+//export vvServe
+func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, bodyLen C.size_t, flags C.int) C.int {
+	w := workerTable[cw.id].Load()
+	if req := w.cur; req != nil {
+		w.cur = nil
+		req.finish(cBytes(head, headLen), cBytes(body, bodyLen), int(flags))
+	}
+	for {
+		req := w.pool.next(w)
+		if req == nil {
+			return 0
+		}
+		n := len(req.env)
+		if C.vv_worker_reserve(cw, C.size_t(n)) != 0 {
+			req.finish(nil, nil, flagAbort)
+			continue
+		}
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(cw.buf)), n), req.env)
+		cw.len = C.size_t(n)
+		w.seq++
+		cw.seq = C.uint32_t(w.seq)
+		w.cur = req
+		return 1
+	}
+}
+
+// current resolves a token to the request it was issued for; nil when that
+// request is over (an app kept wsgi.input or write() past its response).
+func current(token C.uint64_t) *request {
+	id := int(token >> 32)
+	if id >= maxWorkers {
+		return nil
+	}
+	w := workerTable[id].Load()
+	if w == nil || w.seq != uint32(token) {
+		return nil
+	}
+	return w.cur
+}
+
+// vvSend writes part of a streamed response. Returns -1 once the client is gone.
+//
+//export vvSend
+func vvSend(token C.uint64_t, head *C.char, headLen C.size_t, body *C.char, bodyLen C.size_t, flags C.int) C.int {
+	req := current(token)
+	if req == nil {
+		return -1
+	}
+	if err := req.send(cBytes(head, headLen), cBytes(body, bodyLen), int(flags)); err != nil {
+		return -1
+	}
+	return 0
+}
+
+// vvRead reads the request body into buf: > 0 bytes, 0 at its end, -1 on error.
+//
+//export vvRead
+func vvRead(token C.uint64_t, buf *C.char, n C.size_t) C.ptrdiff_t {
+	req := current(token)
+	if req == nil {
+		return -1
+	}
+	got, err := req.read(cBytes(buf, n))
+	if err != nil {
+		return -1
+	}
+	return C.ptrdiff_t(got)
+}
+
+// vvLog writes one line the app printed, or an error we report, to Caddy's log.
+//
+//export vvLog
+func vvLog(appID C.uint64_t, kind C.int, msg *C.char, n C.size_t) {
+	logAppLine(uint64(appID), int(kind), string(cBytes(msg, n)))
+}

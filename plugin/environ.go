@@ -1,0 +1,139 @@
+package plugin
+
+import (
+	"encoding/binary"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// The CGI variables of a request travel to C in one buffer, so that all headers
+// cross the Go/C boundary in the one call that hands over the request:
+// a little-endian u32 count, then count pairs of u32-length-prefixed key and
+// value. runtime/worker.c reads it back into the WSGI environ.
+
+type environ struct {
+	buf   []byte
+	count uint32
+}
+
+func (e *environ) reset(buf []byte) {
+	e.buf = append(buf[:0], 0, 0, 0, 0)
+	e.count = 0
+}
+
+func (e *environ) add(key, value string) {
+	e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(len(key)))
+	e.buf = append(e.buf, key...)
+	e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(len(value)))
+	e.buf = append(e.buf, value...)
+	e.count++
+}
+
+// addHeader adds HTTP_<NAME> for a header, with the name upper-cased and dashes
+// turned into underscores as it is copied.
+func (e *environ) addHeader(name, value string) {
+	e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(len(name)+5))
+	e.buf = append(e.buf, "HTTP_"...)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '-':
+			c = '_'
+		case 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		e.buf = append(e.buf, c)
+	}
+	e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(len(value)))
+	e.buf = append(e.buf, value...)
+	e.count++
+}
+
+func (e *environ) bytes() []byte {
+	binary.LittleEndian.PutUint32(e.buf[:4], e.count)
+	return e.buf
+}
+
+// buildEnviron packs the CGI variables of PEP 3333 for r. scriptName is the
+// path prefix the app is mounted at.
+func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
+	var e environ
+	e.reset(buf)
+	e.add("REQUEST_METHOD", r.Method)
+
+	path := r.URL.Path
+	script := ""
+	if scriptName != "" && strings.HasPrefix(path, scriptName) &&
+		(len(path) == len(scriptName) || path[len(scriptName)] == '/') {
+		script, path = scriptName, path[len(scriptName):]
+	}
+	e.add("SCRIPT_NAME", script)
+	e.add("PATH_INFO", path)
+	e.add("QUERY_STRING", r.URL.RawQuery)
+	e.add("REQUEST_URI", r.RequestURI)
+	e.add("RAW_URI", r.RequestURI)
+	e.add("SERVER_PROTOCOL", r.Proto)
+
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		e.add("CONTENT_TYPE", ct)
+	}
+	if r.ContentLength >= 0 && (r.ContentLength > 0 || r.Header.Get("Content-Length") != "") {
+		e.add("CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
+	}
+
+	scheme, defaultPort := "http", "80"
+	if r.TLS != nil {
+		scheme, defaultPort = "https", "443"
+		e.add("HTTPS", "on")
+	}
+	e.add("wsgi.url_scheme", scheme)
+
+	host, port := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		host, port = h, p
+	}
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(local.String()); err == nil {
+			port = p
+		}
+	}
+	if port == "" {
+		port = defaultPort
+	}
+	e.add("SERVER_NAME", host)
+	e.add("SERVER_PORT", port)
+
+	remoteIP, remotePort, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		remoteIP = r.RemoteAddr
+	}
+	// Behind trusted proxies Caddy knows the real client; apps see it too.
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		remoteIP = ip
+	}
+	e.add("REMOTE_ADDR", remoteIP)
+	e.add("REMOTE_PORT", remotePort)
+
+	e.addHeader("Host", r.Host)
+	for name, values := range r.Header {
+		switch name {
+		case "Content-Type", "Content-Length", "Host":
+			continue
+		}
+		// A header spelled with underscores would pose as its dashed twin
+		// (X_Forwarded_For as X-Forwarded-For); drop it, as gunicorn and nginx do.
+		if strings.IndexByte(name, '_') >= 0 {
+			continue
+		}
+		sep := ", "
+		if name == "Cookie" {
+			sep = "; "
+		}
+		e.addHeader(name, strings.Join(values, sep))
+	}
+	return e.bytes()
+}

@@ -1,0 +1,233 @@
+// Package plugin is the Caddy side of Vivarium: the `python` HTTP handler, its
+// Caddyfile syntax, the scheduler that feeds requests to the C worker threads
+// of each app's interpreters, and the cgo bridge between them.
+package plugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Python{})
+}
+
+// Defaults for the per-app settings.
+const (
+	defaultThreads  = 4
+	defaultMaxQueue = 1024
+)
+
+// Python serves a Python web app from own-GIL subinterpreters inside Caddy.
+type Python struct {
+	// ModuleWSGI names the WSGI app: "package.module:attribute". The attribute
+	// defaults to "application"; "module:factory()" calls a factory.
+	ModuleWSGI string `json:"module_wsgi,omitempty"`
+	// Venv is a virtual environment made with the same Python version as the
+	// one Caddy embeds; its site-packages are added to the app's sys.path.
+	Venv string `json:"venv,omitempty"`
+	// WorkingDir is the app's import root, first on its sys.path. It is not a
+	// chdir: the current directory is shared by the whole process. Defaults to
+	// Caddy's current directory.
+	WorkingDir string `json:"working_dir,omitempty"`
+	// Interpreters is how many own-GIL interpreters serve this app: a number,
+	// or "auto" for one per CPU. Default 1.
+	Interpreters Count `json:"interpreters,omitempty"`
+	// Threads is the number of worker threads per interpreter. Default 4.
+	Threads int `json:"threads,omitempty"`
+	// MaxQueue is how many requests may wait for a worker before new ones get
+	// 503 Service Unavailable. Default 1024.
+	MaxQueue int `json:"max_queue,omitempty"`
+	// ScriptName is the path prefix the app is mounted at: it becomes
+	// SCRIPT_NAME and is cut from PATH_INFO. The Caddyfile sets it from a
+	// `/prefix/*` matcher.
+	ScriptName string `json:"script_name,omitempty"`
+
+	app    *app
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Python) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.python",
+		New: func() caddy.Module { return new(Python) },
+	}
+}
+
+// Count is a positive number, or "auto" for the number of CPUs.
+type Count int
+
+// CountAuto is how "auto" is kept until Provision resolves it.
+const CountAuto Count = -1
+
+// UnmarshalJSON accepts a number or "auto".
+func (c *Count) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		return c.parse(s)
+	}
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf(`want a number or "auto", got %s`, b)
+	}
+	*c = Count(n)
+	return nil
+}
+
+// MarshalJSON writes "auto" or the number.
+func (c Count) MarshalJSON() ([]byte, error) {
+	if c == CountAuto {
+		return []byte(`"auto"`), nil
+	}
+	return json.Marshal(int(c))
+}
+
+func (c *Count) parse(s string) error {
+	if s == "auto" {
+		*c = CountAuto
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return fmt.Errorf(`want a positive number or "auto", got %q`, s)
+	}
+	*c = Count(n)
+	return nil
+}
+
+func (p *Python) name() string {
+	return fmt.Sprintf("python app %q (working_dir %s)", p.ModuleWSGI, p.WorkingDir)
+}
+
+// Provision fills in defaults, checks the settings and starts the app's
+// interpreters. A failure refuses the config; nothing is left running.
+func (p *Python) Provision(ctx caddy.Context) error {
+	p.logger = ctx.Logger()
+	if p.Interpreters == 0 {
+		p.Interpreters = 1
+	}
+	if p.Interpreters == CountAuto {
+		p.Interpreters = Count(runtime.NumCPU())
+	}
+	if p.Threads == 0 {
+		p.Threads = defaultThreads
+	}
+	if p.MaxQueue == 0 {
+		p.MaxQueue = defaultMaxQueue
+	}
+	if p.WorkingDir == "" {
+		p.WorkingDir = "."
+	}
+	var err error
+	if p.WorkingDir, err = filepath.Abs(p.WorkingDir); err != nil {
+		return err
+	}
+	if p.Venv != "" {
+		if p.Venv, err = filepath.Abs(p.Venv); err != nil {
+			return err
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	p.logger = p.logger.With(zap.String("app", p.ModuleWSGI), zap.String("working_dir", p.WorkingDir))
+	p.app, err = startApp(appConfig{
+		kind:         "wsgi",
+		module:       p.ModuleWSGI,
+		workingDir:   p.WorkingDir,
+		venv:         p.Venv,
+		interpreters: int(p.Interpreters),
+		threads:      p.Threads,
+		maxQueue:     p.MaxQueue,
+	}, p.logger)
+	if err != nil {
+		return fmt.Errorf("%s: %v", p.name(), err)
+	}
+	return nil
+}
+
+// Validate checks the settings.
+func (p *Python) Validate() error {
+	if p.ModuleWSGI == "" {
+		return fmt.Errorf(`python: module_wsgi is required, e.g. module_wsgi "main:app"`)
+	}
+	if p.Interpreters < 1 && p.Interpreters != CountAuto {
+		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
+	}
+	if p.Threads < 1 {
+		return fmt.Errorf("%s: threads must be at least 1", p.name())
+	}
+	if p.MaxQueue < 1 {
+		return fmt.Errorf("%s: max_queue must be at least 1", p.name())
+	}
+	if p.WorkingDir != "" {
+		if st, err := os.Stat(p.WorkingDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("%s: working_dir %s is not a directory", p.name(), p.WorkingDir)
+		}
+	}
+	if p.Venv != "" {
+		if st, err := os.Stat(p.Venv); err != nil || !st.IsDir() {
+			return fmt.Errorf("%s: venv %s is not a directory; create it with python3 -m venv %s", p.name(), p.Venv, p.Venv)
+		}
+	}
+	return nil
+}
+
+// Cleanup stops the app once Caddy no longer routes to it: its workers finish
+// the requests they have, then its interpreters end.
+func (p *Python) Cleanup() error {
+	if p.app != nil {
+		p.app.stop()
+		p.app = nil
+	}
+	return nil
+}
+
+// ServeHTTP queues the request for the app and waits until a worker has
+// answered it, or until the client leaves while it is still queued.
+func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	req := newRequest(w, r, p.logger)
+	req.env = buildEnviron(req.env, r, p.ScriptName)
+	if err := p.app.pool.submit(req); err != nil {
+		req.release()
+		w.Header().Set("Retry-After", "1")
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
+	}
+	select {
+	case <-req.done:
+	case <-r.Context().Done():
+		if req.state.CompareAndSwap(stateQueued, stateCancelled) {
+			// Still queued: a worker will skip it. The request stays
+			// referenced by the queue, so it is not recycled.
+			return nil
+		}
+		<-req.done
+	}
+	failed, aborted := req.failed, req.aborted
+	req.release()
+	if aborted {
+		panic(http.ErrAbortHandler)
+	}
+	if failed {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s failed; see its traceback in the log", p.name()))
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Python)(nil)
+	_ caddy.Validator             = (*Python)(nil)
+	_ caddy.CleanerUpper          = (*Python)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Python)(nil)
+)

@@ -1,0 +1,140 @@
+package plugin
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/net/http/httpguts"
+	"go.uber.org/zap"
+)
+
+// Flags on a response part; the same values as VV_FLUSH and VV_ABORT in runtime/vivarium.h.
+const (
+	flagFlush = 1
+	flagAbort = 2
+)
+
+// Request states: a queued request is either taken by a worker or given up by
+// its client, never both.
+const (
+	stateQueued int32 = iota
+	stateRunning
+	stateCancelled
+)
+
+// request is one HTTP request on its way through an app. Between submit and
+// done, only the worker that took it touches the ResponseWriter; the handler
+// goroutine waits.
+type request struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	env   []byte // packed CGI variables, see environ.go
+	state atomic.Int32
+	done  chan struct{}
+
+	headerSent bool
+	failed     bool // the app failed before sending headers: answer 500
+	aborted    bool // the app failed after sending headers: cut the connection
+	body       io.Reader
+	logger     *zap.Logger
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+func newRequest(w http.ResponseWriter, r *http.Request, logger *zap.Logger) *request {
+	req := requestPool.Get().(*request)
+	req.w, req.r, req.body, req.logger = w, r, r.Body, logger
+	req.state.Store(stateQueued)
+	return req
+}
+
+func (req *request) release() {
+	env := req.env[:0]
+	*req = request{done: req.done, env: env}
+	requestPool.Put(req)
+}
+
+// finish writes the final part of the response and wakes the handler goroutine.
+func (req *request) finish(head, body []byte, flags int) {
+	if flags&flagAbort != 0 {
+		if req.headerSent {
+			req.aborted = true
+		} else {
+			req.failed = true
+		}
+	} else if err := req.send(head, body, 0); err != nil && !req.headerSent {
+		req.failed = true
+	}
+	req.done <- struct{}{}
+}
+
+// send writes the status and headers (when head is given) and a body chunk.
+func (req *request) send(head, body []byte, flags int) error {
+	if head != nil {
+		if err := req.writeHead(head); err != nil {
+			return err
+		}
+	}
+	if len(body) > 0 {
+		if _, err := req.w.Write(body); err != nil {
+			return err
+		}
+	}
+	if flags&flagFlush != 0 {
+		return http.NewResponseController(req.w).Flush()
+	}
+	return nil
+}
+
+var errBadStatus = errors.New("invalid status line from app")
+
+// writeHead reads the adapter's NUL-separated "status\0name\0value..." block.
+func (req *request) writeHead(head []byte) error {
+	status, rest, _ := bytes.Cut(head, []byte{0})
+	if len(status) < 3 {
+		return errBadStatus
+	}
+	code, err := strconv.Atoi(string(status[:3]))
+	if err != nil || code < 100 || code > 999 {
+		return errBadStatus
+	}
+	h := req.w.Header()
+	for len(rest) > 0 {
+		var name, value []byte
+		name, rest, _ = bytes.Cut(rest, []byte{0})
+		value, rest, _ = bytes.Cut(rest, []byte{0})
+		n := string(name)
+		if !httpguts.ValidHeaderFieldName(n) || !httpguts.ValidHeaderFieldValue(string(value)) {
+			req.logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
+			continue
+		}
+		h.Add(n, string(value))
+	}
+	req.w.WriteHeader(code)
+	req.headerSent = true
+	return nil
+}
+
+// read fills p from the request body with at least one byte, unless it ended.
+func (req *request) read(p []byte) (int, error) {
+	if req.body == nil || len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := req.body.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if err == io.EOF {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}

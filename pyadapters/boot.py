@@ -1,0 +1,210 @@
+"""First code run in every app interpreter.
+
+Builds the interpreter's own sys.path from the app's working_dir and venv, sends
+what the app prints to Caddy's log, imports the app and hands the matching
+adapter's request handler back to the C runtime. Errors come back as one message
+that names the app, what went wrong and the fix, because that message is what
+Caddy shows when it refuses the config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sys
+import threading
+import traceback
+from typing import Any, Callable
+
+import _vivarium
+
+_shutdown_hooks: list[Callable[[], None]] = []
+
+
+class AppError(Exception):
+    """A start-up failure with a message meant for the person running Caddy."""
+
+
+class LogStream(io.TextIOBase):
+    """sys.stdout / sys.stderr: each complete line becomes one entry in Caddy's log.
+
+    Partial lines are kept per thread so concurrent requests never splice their
+    output together.
+    """
+
+    def __init__(self, kind: int, name: str) -> None:
+        super().__init__()
+        self._kind = kind
+        self._name = name
+        self._local = threading.local()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "backslashreplace"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        pending = getattr(self._local, "pending", "") + s
+        *lines, rest = pending.split("\n")
+        for line in lines:
+            _vivarium.log(self._kind, line)
+        self._local.pending = rest
+        return len(s)
+
+    def flush(self) -> None:
+        rest = getattr(self._local, "pending", "")
+        if rest:
+            self._local.pending = ""
+            _vivarium.log(self._kind, rest)
+
+
+def _python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _venv_version(venv: str) -> str | None:
+    """The major.minor Python version a venv was made with, from its pyvenv.cfg."""
+    with open(os.path.join(venv, "pyvenv.cfg"), encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition("=")
+            if key.strip() in ("version_info", "version"):
+                return ".".join(value.strip().split(".")[:2])
+    return None
+
+
+def _setup_path(working_dir: str, venv: str) -> None:
+    # The main interpreter was started isolated and without site, so sys.path
+    # holds only the standard library: nothing of the process's site-packages.
+    stdlib = [p for p in sys.path if p]
+    sys.path[:] = ([working_dir] if working_dir else []) + stdlib
+    if not venv:
+        return
+    if not os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+        raise AppError(
+            f"venv {venv} is not a virtual environment (no pyvenv.cfg); "
+            f"create it with: python{_python_version()} -m venv {venv}"
+        )
+    made_with = _venv_version(venv)
+    if made_with != _python_version():
+        raise AppError(
+            f"venv {venv} was made with Python {made_with or 'unknown'}, but this Caddy "
+            f"embeds Python {_python_version()}; recreate it with: "
+            f"python{_python_version()} -m venv --clear {venv}"
+        )
+    site_packages = os.path.join(venv, "lib", f"python{_python_version()}", "site-packages")
+    if not os.path.isdir(site_packages):
+        raise AppError(f"venv {venv} has no {site_packages}; recreate the venv")
+    import site
+
+    # addsitedir, not a plain append, so .pth files (editable installs,
+    # namespace packages) work as they do under the venv's own python.
+    site.addsitedir(site_packages)
+    sys.prefix = sys.exec_prefix = venv
+    python = os.path.join(venv, "bin", "python")
+    if os.path.exists(python):
+        sys.executable = python
+
+
+def _refused_extension(exc: BaseException) -> str | None:
+    """The extension module that refused to load in a subinterpreter, if that is the failure."""
+    for e in _chain(exc):
+        if isinstance(e, ImportError) and "does not support loading in subinterpreters" in str(e):
+            return e.name or str(e).split("module ", 1)[-1].split(" ", 1)[0]
+    return None
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    attr = attr or default_attr
+    if not module_name:
+        raise AppError(f'module spec "{spec}" names no module; write it as "package.module:{default_attr}"')
+    where = f"working_dir {working_dir or '(none)'}" + (f" or venv {venv}" if venv else "")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise AppError(f"cannot find module '{module_name}' in {where}; check the module name and working_dir") from None
+        raise AppError(
+            f"importing '{module_name}' failed: {e}; is '{e.name}' installed in "
+            f"{'venv ' + venv if venv else 'a venv (set venv)'}?\n{traceback.format_exc()}"
+        ) from None
+    except BaseException as e:
+        refused = _refused_extension(e)
+        if refused:
+            raise AppError(
+                f"importing '{module_name}' failed: extension module '{refused}' does not support "
+                "own-GIL subinterpreters, so it cannot run isolated in its own interpreter. "
+                "Packages built on it (pydantic v2 and FastAPI use pydantic_core) need an "
+                "interpreter that shares the main GIL."
+            ) from None
+        raise AppError(f"importing '{module_name}' raised an exception:\n{traceback.format_exc()}") from None
+
+    obj: Any = module
+    path = attr
+    call = path.endswith("()")
+    if call:
+        path = path[:-2]
+    for part in path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppError(f"module '{module_name}' has no attribute '{path}'; check the name after ':' in \"{spec}\"") from None
+    if call:
+        try:
+            obj = obj()
+        except BaseException:
+            raise AppError(f"calling the factory '{spec}' raised an exception:\n{traceback.format_exc()}") from None
+    if not callable(obj):
+        raise AppError(f"'{spec}' is a {type(obj).__name__}, not a callable app")
+    return obj
+
+
+def boot(cfg: dict[str, str]) -> tuple[str | None, Any, Any]:
+    """Called by the runtime: (error message, None, None) or (None, handler, base environ)."""
+    sys.stdout = LogStream(_vivarium.STDOUT, "<stdout>")
+    sys.stderr = LogStream(_vivarium.STDERR, "<stderr>")
+    try:
+        _setup_path(cfg["working_dir"], cfg["venv"])
+        adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
+        app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], adapter.DEFAULT_ATTR)
+        handler, base = adapter.make_handler(app, cfg, _shutdown_hooks)
+    except AppError as e:
+        return str(e), None, None
+    except BaseException:
+        return f"app failed to start:\n{traceback.format_exc()}", None, None
+    return None, handler, base
+
+
+def shutdown() -> None:
+    """Called by the runtime before the interpreter ends."""
+    for hook in reversed(_shutdown_hooks):
+        try:
+            hook()
+        except BaseException:
+            _vivarium.log(_vivarium.ERROR, f"shutdown hook failed:\n{traceback.format_exc()}")
+    sys.stdout.flush()
+    sys.stderr.flush()

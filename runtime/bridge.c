@@ -1,0 +1,199 @@
+/* `_vivarium`: the few calls the Python adapters make into the server.
+ *
+ * Multi-phase init with per-module state and no static types, so every app
+ * interpreter gets its own instance and may run under its own GIL. Each call
+ * that can block on the network releases the GIL first. */
+#include "vivarium.h"
+
+typedef struct {
+    uint64_t app_id;
+} bridge_state;
+
+static PyObject *disconnected(void)
+{
+    PyErr_SetString(PyExc_ConnectionError, "client disconnected");
+    return NULL;
+}
+
+static int check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, nargs);
+    return -1;
+}
+
+static int parse_token(PyObject *o, uint64_t *token)
+{
+    *token = PyLong_AsUnsignedLongLong(o);
+    return (*token == (uint64_t)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* send(token, head: bytes | None, body: bytes-like, flags: int) -> None */
+static PyObject *bridge_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("send", nargs, 4) < 0)
+        return NULL;
+    uint64_t token;
+    if (parse_token(args[0], &token) < 0)
+        return NULL;
+    if (args[1] != Py_None && !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "head must be bytes or None");
+        return NULL;
+    }
+    int flags = PyLong_AsInt(args[3]);
+    if (flags == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer body;
+    if (PyObject_GetBuffer(args[2], &body, PyBUF_SIMPLE) < 0)
+        return NULL;
+    char *head = args[1] == Py_None ? NULL : PyBytes_AS_STRING(args[1]);
+    size_t head_len = args[1] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[1]);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = vvSend(token, head, head_len, body.buf, (size_t)body.len, flags);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&body);
+    if (rc < 0)
+        return disconnected();
+    Py_RETURN_NONE;
+}
+
+/* readinto(token, buffer) -> int: at least one byte unless the body is done. */
+static PyObject *bridge_readinto(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("readinto", nargs, 2) < 0)
+        return NULL;
+    uint64_t token;
+    if (parse_token(args[0], &token) < 0)
+        return NULL;
+    Py_buffer buf;
+    if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE) < 0)
+        return NULL;
+    ptrdiff_t n;
+    Py_BEGIN_ALLOW_THREADS
+    n = vvRead(token, buf.buf, (size_t)buf.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (n < 0)
+        return disconnected();
+    return PyLong_FromSsize_t(n);
+}
+
+/* read(token, n) -> bytes: at most n bytes, b"" at the end of the body. */
+static PyObject *bridge_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("read", nargs, 2) < 0)
+        return NULL;
+    uint64_t token;
+    if (parse_token(args[0], &token) < 0)
+        return NULL;
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        return NULL;
+    ptrdiff_t n = 0;
+    if (size > 0) {
+        char *p = PyBytes_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        n = vvRead(token, p, (size_t)size);
+        Py_END_ALLOW_THREADS
+    }
+    if (n < 0) {
+        Py_DECREF(out);
+        return disconnected();
+    }
+    if (n != size && _PyBytes_Resize(&out, n) < 0)
+        return NULL;
+    return out;
+}
+
+/* log(level: int, message: str) -> None: a line for Caddy's log, tagged with the app. */
+static PyObject *bridge_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("log", nargs, 2) < 0)
+        return NULL;
+    int level = PyLong_AsInt(args[0]);
+    if (level == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "message must be str");
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *msg = PyUnicode_AsUTF8AndSize(args[1], &len);
+    if (msg == NULL)
+        return NULL;
+    bridge_state *st = PyModule_GetState(mod);
+    /* msg stays valid: args[1] is borrowed from our caller for the whole call. */
+    Py_BEGIN_ALLOW_THREADS
+    vvLog(st->app_id, level, (char *)msg, (size_t)len);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bridge_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))bridge_send, METH_FASTCALL,
+     "send(token, head, body, flags): write part of a response."},
+    {"read", (PyCFunction)(void (*)(void))bridge_read, METH_FASTCALL,
+     "read(token, n): up to n bytes of the request body."},
+    {"readinto", (PyCFunction)(void (*)(void))bridge_readinto, METH_FASTCALL,
+     "readinto(token, buffer): fill buffer from the request body."},
+    {"log", (PyCFunction)(void (*)(void))bridge_log, METH_FASTCALL,
+     "log(kind, message): a line for Caddy's log (STDOUT, STDERR or ERROR)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int bridge_exec(PyObject *mod)
+{
+    if (PyModule_AddIntConstant(mod, "FLUSH", VV_FLUSH) < 0 ||
+        PyModule_AddIntConstant(mod, "ABORT", VV_ABORT) < 0 ||
+        PyModule_AddIntConstant(mod, "STDOUT", VV_LOG_STDOUT) < 0 ||
+        PyModule_AddIntConstant(mod, "STDERR", VV_LOG_STDERR) < 0 ||
+        PyModule_AddIntConstant(mod, "ERROR", VV_LOG_ERROR) < 0)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot bridge_slots[] = {
+    {Py_mod_exec, bridge_exec},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL},
+};
+
+static struct PyModuleDef bridge_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_vivarium",
+    .m_doc = "Calls from the Vivarium adapters into the server.",
+    .m_size = sizeof(bridge_state),
+    .m_methods = bridge_methods,
+    .m_slots = bridge_slots,
+};
+
+static PyObject *bridge_init(void)
+{
+    return PyModuleDef_Init(&bridge_def);
+}
+
+int vv_bridge_register(void)
+{
+    return PyImport_AppendInittab("_vivarium", bridge_init);
+}
+
+int vv_bridge_bind(uint64_t app_id)
+{
+    PyObject *mod = PyImport_ImportModule("_vivarium");
+    if (mod == NULL)
+        return -1;
+    bridge_state *st = PyModule_GetState(mod);
+    st->app_id = app_id;
+    Py_DECREF(mod);
+    return 0;
+}

@@ -1,0 +1,264 @@
+/* CPython start-up and the life of one app interpreter.
+ *
+ * Every function here runs on Go's single control thread (plugin/control.go),
+ * which owns the main interpreter's thread state: interpreters are created and
+ * ended one at a time, from one OS thread, as the measured recipe requires. */
+#include "vivarium.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The main interpreter's thread state. It hosts no app; it is only the parent
+ * every app interpreter is created from. Never touched by Python code. */
+static PyThreadState *main_ts;
+
+static char *vv_strdupf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Formats and clears the raised exception (GIL held). The caller frees it. */
+char *vv_format_exception(void)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc == NULL)
+        return vv_strdupf("unknown error");
+    char *out = NULL;
+    PyObject *tb = PyImport_ImportModule("traceback");
+    PyObject *lines = tb ? PyObject_CallMethod(tb, "format_exception", "O", exc) : NULL;
+    PyObject *sep = lines ? PyUnicode_FromString("") : NULL;
+    PyObject *text = sep ? PyUnicode_Join(sep, lines) : NULL;
+    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (utf8 != NULL) {
+        out = vv_strdupf("%s", utf8);
+    } else {
+        PyErr_Clear();
+        PyObject *s = PyObject_Str(exc);
+        const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+        out = vv_strdupf("%s: %s", Py_TYPE(exc)->tp_name, msg ? msg : "?");
+        Py_XDECREF(s);
+        PyErr_Clear();
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(sep);
+    Py_XDECREF(lines);
+    Py_XDECREF(tb);
+    Py_DECREF(exc);
+    return out;
+}
+
+/* Logs and clears the raised exception as the app's error (GIL held). */
+void vv_log_exception(uint64_t app_id, const char *what)
+{
+    char *tb = vv_format_exception();
+    char *msg = vv_strdupf("%s\n%s", what, tb ? tb : "");
+    if (msg != NULL)
+        vvLog(app_id, VV_LOG_ERROR, msg, strlen(msg));
+    free(msg);
+    free(tb);
+}
+
+const char *vv_python_version(void)
+{
+    return Py_GetVersion();
+}
+
+int vv_runtime_init(char **err)
+{
+    if (vv_bridge_register() < 0) {
+        *err = vv_strdupf("cannot register the _vivarium module");
+        return -1;
+    }
+    PyConfig config;
+    /* Isolated: no PYTHON* variables, no user site, and no site-packages of the
+     * process: each app's sys.path is built by the adapter from its own venv.
+     * Caddy owns the signals. */
+    PyConfig_InitIsolatedConfig(&config);
+    config.install_signal_handlers = 0;
+    config.site_import = 0;
+    config.parse_argv = 0;
+    PyStatus status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) {
+        *err = vv_strdupf("Python failed to start: %s%s%s", status.func ? status.func : "",
+                          status.func ? ": " : "", status.err_msg ? status.err_msg : "");
+        return -1;
+    }
+    /* Ending own-GIL interpreters that imported datetime in any order but reverse
+     * creation order aborts the process unless the main interpreter imported it
+     * first (shared/notes/subinterpreters.md). Reloads end interpreters in any order. */
+    PyObject *dt = PyImport_ImportModule("datetime");
+    if (dt == NULL) {
+        *err = vv_format_exception();
+        return -1;
+    }
+    Py_DECREF(dt);
+    main_ts = PyEval_SaveThread();
+    return 0;
+}
+
+/* Loads the embedded adapter modules and lets vivarium_boot import the app.
+ * Runs inside the new interpreter with its GIL held. */
+static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
+{
+    PyObject *mod = NULL, *args = NULL, *res = NULL;
+    if (vv_bridge_bind(cfg->app_id) < 0)
+        goto pyerr;
+    for (int i = 0; i < cfg->nsources; i++) {
+        char filename[256];
+        snprintf(filename, sizeof filename, "<vivarium>/%s.py", cfg->source_names[i]);
+        PyObject *code = Py_CompileString(cfg->sources[i], filename, Py_file_input);
+        if (code == NULL)
+            goto pyerr;
+        PyObject *m = PyImport_ExecCodeModule(cfg->source_names[i], code);
+        Py_DECREF(code);
+        if (m == NULL)
+            goto pyerr;
+        Py_DECREF(m);
+    }
+    mod = PyImport_ImportModule("vivarium_boot");
+    if (mod == NULL)
+        goto pyerr;
+    args = Py_BuildValue("{s:s,s:s,s:s,s:s,s:s}", "kind", cfg->kind, "module", cfg->module,
+                         "working_dir", cfg->working_dir, "venv", cfg->venv, "name", cfg->name);
+    if (args == NULL)
+        goto pyerr;
+    res = PyObject_CallMethod(mod, "boot", "O", args);
+    if (res == NULL)
+        goto pyerr;
+    /* boot() answers (error message or None, handler, base environ). */
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 3) {
+        *err = vv_strdupf("vivarium_boot.boot returned an unexpected value");
+        goto fail;
+    }
+    PyObject *msg = PyTuple_GET_ITEM(res, 0);
+    if (msg != Py_None) {
+        const char *s = PyUnicode_AsUTF8(msg);
+        *err = vv_strdupf("%s", s ? s : "app failed to start");
+        goto fail;
+    }
+    in->handler = Py_NewRef(PyTuple_GET_ITEM(res, 1));
+    in->base_environ = Py_NewRef(PyTuple_GET_ITEM(res, 2));
+    Py_DECREF(res);
+    Py_DECREF(args);
+    Py_DECREF(mod);
+    return 0;
+pyerr:
+    *err = vv_format_exception();
+fail:
+    PyErr_Clear();
+    Py_XDECREF(res);
+    Py_XDECREF(args);
+    Py_XDECREF(mod);
+    return -1;
+}
+
+vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
+{
+    vv_interp *in = calloc(1, sizeof *in);
+    vv_worker *workers = calloc((size_t)nworkers, sizeof *workers);
+    if (in == NULL || workers == NULL) {
+        free(in);
+        free(workers);
+        *err = vv_strdupf("out of memory");
+        return NULL;
+    }
+    in->app_id = cfg->app_id;
+    in->nworkers = nworkers;
+    in->workers = workers;
+
+    PyInterpreterConfig icfg = {
+        .use_main_obmalloc = 0,
+        .allow_fork = 0,
+        .allow_exec = 0,
+        .allow_threads = 1,
+        .allow_daemon_threads = 0,
+        .check_multi_interp_extensions = 1,
+        .gil = PyInterpreterConfig_OWN_GIL,
+    };
+    PyEval_RestoreThread(main_ts);
+    PyThreadState *ts = NULL;
+    PyStatus status = Py_NewInterpreterFromConfig(&ts, &icfg);
+    if (PyStatus_Exception(status)) {
+        /* On failure the main thread state is attached again. */
+        *err = vv_strdupf("cannot create an interpreter: %s", status.err_msg ? status.err_msg : "?");
+        PyEval_SaveThread();
+        free(workers);
+        free(in);
+        return NULL;
+    }
+    in->boot_ts = ts;
+    in->state = PyThreadState_GetInterpreter(ts);
+    if (boot(in, cfg, err) < 0) {
+        Py_EndInterpreter(ts);
+        /* Py_EndInterpreter leaves no thread state attached, as we want. */
+        free(workers);
+        free(in);
+        return NULL;
+    }
+    PyEval_SaveThread();
+    return in;
+}
+
+int vv_interp_start(vv_interp *in, const int *worker_ids, char **err)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* Deep recursion in apps (templates, ORMs) wants the usual main-thread stack. */
+    pthread_attr_setstacksize(&attr, 8u << 20);
+    for (int i = 0; i < in->nworkers; i++) {
+        vv_worker *w = &in->workers[i];
+        w->id = worker_ids[i];
+        w->interp = in;
+        int rc = pthread_create(&w->thread, &attr, vv_worker_main, w);
+        if (rc != 0) {
+            *err = vv_strdupf("cannot start worker thread: %s", strerror(rc));
+            pthread_attr_destroy(&attr);
+            return -1;
+        }
+        w->started = 1;
+    }
+    pthread_attr_destroy(&attr);
+    return 0;
+}
+
+void vv_interp_join(vv_interp *in)
+{
+    for (int i = 0; i < in->nworkers; i++) {
+        vv_worker *w = &in->workers[i];
+        if (w->started) {
+            pthread_join(w->thread, NULL);
+            w->started = 0;
+        }
+    }
+}
+
+void vv_interp_end(vv_interp *in)
+{
+    PyEval_RestoreThread(in->boot_ts);
+    PyObject *boot = PyImport_ImportModule("vivarium_boot");
+    PyObject *r = boot ? PyObject_CallMethod(boot, "shutdown", NULL) : NULL;
+    if (r == NULL)
+        vv_log_exception(in->app_id, "app shutdown failed");
+    Py_XDECREF(r);
+    Py_XDECREF(boot);
+    Py_CLEAR(in->handler);
+    Py_CLEAR(in->base_environ);
+    Py_EndInterpreter(in->boot_ts);
+    for (int i = 0; i < in->nworkers; i++)
+        free(in->workers[i].buf);
+    free(in->workers);
+    free(in);
+}

@@ -1,0 +1,87 @@
+/* The C half of Vivarium: CPython start-up, one own-GIL interpreter per app
+ * instance, worker threads bound to it, and the `_vivarium` bridge module the
+ * Python adapters call. The Go half (plugin/) owns scheduling and HTTP; the two
+ * meet in the functions declared at the end of this file. */
+#ifndef VIVARIUM_H
+#define VIVARIUM_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#if PY_VERSION_HEX < 0x030D0000
+#error "Vivarium needs Python >= 3.13 (own-GIL interpreters); point the build at one with PYTHON=/path/to/python3.13"
+#endif
+
+/* Flags on the final or streamed part of a response. */
+#define VV_FLUSH 1 /* write to the client now: the app streams */
+#define VV_ABORT 2 /* the app failed after headers were sent: cut the connection */
+
+/* Kinds of line passed to vvLog: what the app printed, or an error we report. */
+#define VV_LOG_STDOUT 0
+#define VV_LOG_STDERR 1
+#define VV_LOG_ERROR 2
+
+/* What a worker thread owns. Go fills `buf` with the next request's packed
+ * data (see plugin/environ.go) through vv_worker_reserve. */
+typedef struct vv_worker {
+    int id;                     /* slot in Go's worker table */
+    uint32_t seq;               /* request sequence, guards stale tokens */
+    char *buf;
+    size_t len, cap;
+    struct vv_interp *interp;
+    pthread_t thread;
+    int started;
+} vv_worker;
+
+/* One interpreter of one app. */
+typedef struct vv_interp {
+    uint64_t app_id;
+    PyThreadState *boot_ts;     /* the creating thread state; ends the interpreter */
+    PyInterpreterState *state;
+    PyObject *handler;          /* adapter entry point: handler(environ, token) */
+    PyObject *base_environ;     /* constant environ keys, copied per request */
+    int nworkers;
+    vv_worker *workers;
+} vv_interp;
+
+/* What Go hands to vv_interp_new. Strings are NUL-terminated UTF-8. */
+typedef struct vv_app_config {
+    uint64_t app_id;
+    const char *kind;           /* "wsgi" */
+    const char *module;         /* "pkg.module:attr" */
+    const char *working_dir;    /* absolute, or "" */
+    const char *venv;           /* absolute, or "" */
+    const char *name;           /* for messages */
+    int nsources;
+    const char **source_names;  /* adapter modules: "vivarium_boot", ... */
+    const char **sources;
+} vv_app_config;
+
+/* subinterp.c: called from Go's single control thread only. */
+int vv_runtime_init(char **err);
+vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err);
+int vv_interp_start(vv_interp *in, const int *worker_ids, char **err);
+void vv_interp_join(vv_interp *in);
+void vv_interp_end(vv_interp *in);
+const char *vv_python_version(void);
+char *vv_format_exception(void);
+void vv_log_exception(uint64_t app_id, const char *what);
+
+/* worker.c */
+void *vv_worker_main(void *arg);
+int vv_worker_reserve(vv_worker *w, size_t n);
+
+/* bridge.c */
+int vv_bridge_register(void);
+int vv_bridge_bind(uint64_t app_id);
+
+/* Implemented in Go (plugin/bridge.go). Called without the GIL held. */
+extern int vvServe(vv_worker *w, char *head, size_t head_len, char *body, size_t body_len, int flags);
+extern int vvSend(uint64_t token, char *head, size_t head_len, char *body, size_t body_len, int flags);
+extern ptrdiff_t vvRead(uint64_t token, char *buf, size_t n);
+extern void vvLog(uint64_t app_id, int level, char *msg, size_t msg_len);
+
+#endif

@@ -1,0 +1,146 @@
+/* A worker thread: bound to one interpreter for its whole life, it asks Go for
+ * a request, runs the adapter on it with the interpreter's GIL held, and hands
+ * the response back in the same Go call that waits for the next request. A
+ * request that is answered in one piece thus costs one Go/C crossing. */
+#include "vivarium.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int vv_worker_reserve(vv_worker *w, size_t n)
+{
+    if (n <= w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap < n)
+        cap *= 2;
+    char *buf = realloc(w->buf, cap);
+    if (buf == NULL)
+        return -1;
+    w->buf = buf;
+    w->cap = cap;
+    return 0;
+}
+
+static uint32_t get_u32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Adds the packed CGI variables Go wrote (u32 count, then u32-length-prefixed
+ * key and value pairs, see plugin/environ.go) to environ as latin-1 strings,
+ * the "native strings" of PEP 3333. */
+static int fill_environ(PyObject *environ, const char *buf, size_t len)
+{
+    const char *p = buf, *end = buf + len;
+    if (end - p < 4)
+        goto corrupt;
+    uint32_t count = get_u32(p);
+    p += 4;
+    for (uint32_t i = 0; i < count; i++) {
+        if (end - p < 4)
+            goto corrupt;
+        uint32_t klen = get_u32(p);
+        p += 4;
+        if ((size_t)(end - p) < (size_t)klen + 4)
+            goto corrupt;
+        const char *k = p;
+        p += klen;
+        uint32_t vlen = get_u32(p);
+        p += 4;
+        if ((size_t)(end - p) < vlen)
+            goto corrupt;
+        PyObject *key = PyUnicode_DecodeLatin1(k, klen, NULL);
+        PyObject *val = key ? PyUnicode_DecodeLatin1(p, vlen, NULL) : NULL;
+        p += vlen;
+        int rc = val ? PyDict_SetItem(environ, key, val) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(val);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+corrupt:
+    PyErr_SetString(PyExc_RuntimeError, "vivarium: corrupt request data");
+    return -1;
+}
+
+typedef struct response {
+    char *head, *body;
+    size_t head_len, body_len;
+    int flags;
+} response;
+
+/* Runs one request. Returns what keeps `r` alive (the adapter's answer), or NULL
+ * when the adapter itself failed, in which case `r` asks Go for a 500 or an
+ * aborted connection. GIL held. */
+static PyObject *run_request(vv_worker *w, response *r)
+{
+    vv_interp *in = w->interp;
+    memset(r, 0, sizeof *r);
+    PyObject *token = NULL, *res = NULL;
+    PyObject *environ = PyDict_Copy(in->base_environ);
+    if (environ == NULL || fill_environ(environ, w->buf, w->len) < 0)
+        goto fail;
+    token = PyLong_FromUnsignedLongLong(((uint64_t)w->id << 32) | w->seq);
+    if (token == NULL)
+        goto fail;
+    res = PyObject_CallFunctionObjArgs(in->handler, environ, token, NULL);
+    if (res == NULL)
+        goto fail;
+    /* The adapter answers (head bytes or None, body bytes or None, flags). */
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 3) {
+        PyErr_SetString(PyExc_TypeError, "vivarium: adapter returned an unexpected value");
+        goto fail;
+    }
+    PyObject *head = PyTuple_GET_ITEM(res, 0), *body = PyTuple_GET_ITEM(res, 1);
+    if ((head != Py_None && !PyBytes_Check(head)) || (body != Py_None && !PyBytes_Check(body))) {
+        PyErr_SetString(PyExc_TypeError, "vivarium: adapter returned non-bytes");
+        goto fail;
+    }
+    if (head != Py_None) {
+        r->head = PyBytes_AS_STRING(head);
+        r->head_len = (size_t)PyBytes_GET_SIZE(head);
+    }
+    if (body != Py_None) {
+        r->body = PyBytes_AS_STRING(body);
+        r->body_len = (size_t)PyBytes_GET_SIZE(body);
+    }
+    r->flags = PyLong_AsInt(PyTuple_GET_ITEM(res, 2));
+    if (r->flags == -1 && PyErr_Occurred())
+        goto fail;
+    Py_DECREF(environ);
+    Py_DECREF(token);
+    return res;
+fail:
+    vv_log_exception(in->app_id, "vivarium adapter failed");
+    Py_XDECREF(res);
+    Py_XDECREF(token);
+    Py_XDECREF(environ);
+    memset(r, 0, sizeof *r);
+    r->flags = VV_ABORT;
+    return NULL;
+}
+
+void *vv_worker_main(void *arg)
+{
+    vv_worker *w = arg;
+    /* One thread state for the thread's whole life, created on this thread. */
+    PyThreadState *ts = PyThreadState_New(w->interp->state);
+    response r = {0};
+    PyObject *answer = NULL;
+    while (vvServe(w, r.head, r.head_len, r.body, r.body_len, r.flags)) {
+        PyEval_RestoreThread(ts);
+        /* The previous answer stayed alive until Go had written it. */
+        Py_CLEAR(answer);
+        answer = run_request(w, &r);
+        PyEval_SaveThread();
+    }
+    PyEval_RestoreThread(ts);
+    Py_CLEAR(answer);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    return NULL;
+}
