@@ -1,0 +1,105 @@
+package plugin
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func parse(t *testing.T, input string) (*Python, error) {
+	t.Helper()
+	p := &Python{}
+	err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	return p, err
+}
+
+func TestCaddyfileReadsEveryDirective(t *testing.T) {
+	p, err := parse(t, `python {
+		module_wsgi "main:app"
+		venv ./venv
+		working_dir ./api
+		interpreters 3
+		threads 8
+		max_queue 50
+		script_name /api
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Python{ModuleWSGI: "main:app", Venv: "./venv", WorkingDir: "./api",
+		Interpreters: 3, Threads: 8, MaxQueue: 50, ScriptName: "/api"}
+	if p.ModuleWSGI != want.ModuleWSGI || p.Venv != want.Venv || p.WorkingDir != want.WorkingDir ||
+		p.Interpreters != want.Interpreters || p.Threads != want.Threads || p.MaxQueue != want.MaxQueue ||
+		p.ScriptName != want.ScriptName {
+		t.Fatalf("got %+v, want %+v", *p, want)
+	}
+}
+
+func TestCaddyfileInterpretersAuto(t *testing.T) {
+	p, err := parse(t, "python {\n module_wsgi main:app\n interpreters auto\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Interpreters != CountAuto {
+		t.Fatalf("interpreters = %d, want auto", p.Interpreters)
+	}
+}
+
+func TestCaddyfileErrorsNameTheLine(t *testing.T) {
+	cases := map[string]struct{ input, wantMsg string }{
+		"unknown directive": {"python {\n module_wsgi main:app\n workers 4\n}", `unknown python subdirective "workers"`},
+		"zero interpreters": {"python {\n module_wsgi main:app\n interpreters 0\n}", "interpreters"},
+		"threads not a number": {"python {\n module_wsgi main:app\n threads abc\n}", "threads"},
+		"negative queue":       {"python {\n module_wsgi main:app\n max_queue -1\n}", "max_queue"},
+		"missing module":       {"python {\n venv ./v\n}", "module_wsgi"},
+		"two values":           {"python {\n module_wsgi a:b c:d\n}", "exactly one value"},
+		"path as module":       {"python {\n module_wsgi ./app/main.py\n}", "working_dir"},
+		"bad script_name":      {"python {\n module_wsgi main:app\n script_name api/\n}", "script_name"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := parse(t, c.input)
+			if err == nil {
+				t.Fatalf("accepted %q", c.input)
+			}
+			if !strings.Contains(err.Error(), c.wantMsg) || !strings.Contains(err.Error(), "Testfile:") {
+				t.Fatalf("error %q should name %q and the line", err, c.wantMsg)
+			}
+		})
+	}
+}
+
+func TestPathMatcherPrefixBecomesScriptName(t *testing.T) {
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+	out, _, err := adapter.Adapt([]byte(`http://localhost {
+		python /api/* {
+			module_wsgi main:app
+		}
+	}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"script_name":"/api"`) || !strings.Contains(string(out), `"handler":"python"`) {
+		t.Fatalf("adapted config lacks the python handler with script_name /api:\n%s", out)
+	}
+}
+
+func TestJSONInterpretersAcceptsNumberOrAuto(t *testing.T) {
+	var p Python
+	if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","interpreters":"auto"}`), &p); err != nil || p.Interpreters != CountAuto {
+		t.Fatalf("auto: %v %d", err, p.Interpreters)
+	}
+	if err := json.Unmarshal([]byte(`{"interpreters":2}`), &p); err != nil || p.Interpreters != 2 {
+		t.Fatalf("2: %v %d", err, p.Interpreters)
+	}
+	if err := json.Unmarshal([]byte(`{"interpreters":"many"}`), &p); err == nil {
+		t.Fatal("accepted interpreters \"many\"")
+	}
+	b, _ := json.Marshal(Python{ModuleWSGI: "m:a", Interpreters: CountAuto})
+	if !strings.Contains(string(b), `"interpreters":"auto"`) {
+		t.Fatalf("marshal: %s", b)
+	}
+}
