@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import sys
 import threading
@@ -147,7 +148,9 @@ def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> An
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise AppError(f"cannot find module '{module_name}' in {where}; check the module name and working_dir") from None
+            raise AppError(
+                f"cannot find module '{module_name}' in {where} ({e}); check the module name and working_dir"
+            ) from None
         raise AppError(
             f"importing '{module_name}' failed: {e}; is '{e.name}' installed in "
             f"{'venv ' + venv if venv else 'a venv (set venv)'}?\n{traceback.format_exc()}"
@@ -191,7 +194,7 @@ def boot(cfg: dict[str, str]) -> tuple[str | None, Any, Any]:
         _setup_path(cfg["working_dir"], cfg["venv"])
         adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
         app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], adapter.DEFAULT_ATTR)
-        handler, base = adapter.make_handler(app, cfg, _shutdown_hooks)
+        handler, base = adapter.make_handler(app, json.loads(cfg["options"]), _shutdown_hooks)
     except AppError as e:
         return str(e), None, None
     except BaseException:

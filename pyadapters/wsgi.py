@@ -181,12 +181,14 @@ def _respond(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], respo
             # Fully built already: one piece, one crossing.
             body = b"".join(result)
             return (None if response.sent else response.head()), body, 0
-        for chunk in result:
+        # Iterate once: an iterable may hand out a fresh iterator each time.
+        it = iter(result)
+        for chunk in it:
             if not chunk:
                 continue
             if not response.sent and len(chunk) == response.length:
                 # The first chunk is the whole body Content-Length announced.
-                for extra in result:
+                for extra in it:
                     if extra:
                         raise ValueError("the app sent more bytes than its Content-Length")
                 return response.head(), bytes(chunk), 0
@@ -199,7 +201,7 @@ def _respond(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], respo
 
 
 def make_handler(
-    app: Callable[..., Iterable[bytes]], cfg: dict[str, str], shutdown_hooks: list[Callable[[], None]]
+    app: Callable[..., Iterable[bytes]], options: dict[str, Any], shutdown_hooks: list[Callable[[], None]]
 ) -> tuple[Callable[[dict[str, Any], int], Answer], dict[str, Any]]:
     base: dict[str, Any] = {
         "wsgi.version": (1, 0),

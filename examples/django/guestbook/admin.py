@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from .models import Note
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ["text", "created"]
+    search_fields = ["text"]
+    date_hierarchy = "created"

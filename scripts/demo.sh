@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Prepares and serves the Vivarium demo (examples/Caddyfile).
+#
+#   scripts/demo.sh setup   make each example app's venv, install its requirements when
+#                           they changed, migrate Django, collect its static files and
+#                           create the demo superuser admin/admin if missing
+#   scripts/demo.sh serve   setup, then run bin/caddy with examples/Caddyfile
+#   scripts/demo.sh run     run bin/caddy with examples/Caddyfile, no setup
+#
+# Neither builds anything: `make build` (or `make run`, which builds then serves) makes
+# bin/caddy. Works from any directory; every step is idempotent.
+#
+# Environment:
+#   PYTHON          the Python >= 3.13 to make the venvs with; found by
+#                   scripts/find-python.sh when unset. Must be the Python bin/caddy
+#                   was built against (same X.Y).
+#   VIVARIUM_BIN    the Caddy binary to run (default: bin/caddy in the repository)
+#   VIVARIUM_PORT   the port to serve on (default 8080; read by examples/Caddyfile)
+#   DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL   the demo superuser
+#                   (default admin / admin / admin@example.com)
+#   DJANGO_SQLITE_PATH   where the Django demo keeps its database
+#                   (default examples/django/db.sqlite3)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+EXAMPLES=examples
+APPS=(flask django)
+
+log() { printf 'demo: %s\n' "$*" >&2; }
+die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+
+find_python() {
+	local found
+	found=$(scripts/find-python.sh) || die "no usable Python; see README.md, \"Prerequisites\""
+	PYTHON=$found
+	export PYTHON
+}
+
+# Prints X.Y of the given Python, or nothing when it does not run.
+py_version() {
+	"$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
+
+# make_venv DIR: DIR/.venv exists, runs, and has the same X.Y as $PYTHON (the embedded
+# interpreter can only load packages built for its own version). A venv that fails
+# any of that is made again from scratch.
+make_venv() {
+	local dir=$1 venv=$1/.venv want have
+	want=$(py_version "$PYTHON")
+	if [ -e "$venv" ]; then
+		have=$(py_version "$venv/bin/python")
+		if [ "$have" != "$want" ]; then
+			log "$venv is for Python ${have:-?}, not $want: recreating it"
+			rm -rf "$venv"
+		fi
+	fi
+	if [ ! -x "$venv/bin/python" ]; then
+		log "creating $venv with $PYTHON"
+		"$PYTHON" -m venv "$venv"
+	fi
+}
+
+# install_requirements DIR: pip-installs DIR/requirements.txt into DIR/.venv unless
+# that exact file was installed there already (a copy of it is the stamp).
+install_requirements() {
+	local dir=$1 venv=$1/.venv
+	local req=$dir/requirements.txt stamp=$venv/.requirements.installed
+	if [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+		return 0
+	fi
+	log "installing $req into $venv"
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+	cp "$req" "$stamp"
+}
+
+setup_django() {
+	local dir=$EXAMPLES/django
+	local manage=("$dir/.venv/bin/python" "$dir/manage.py")
+
+	log "django: migrate"
+	"${manage[@]}" migrate --noinput --verbosity 0
+
+	log "django: collectstatic into $dir/staticfiles"
+	"${manage[@]}" collectstatic --noinput --verbosity 0
+
+	# createsuperuser --noinput reads DJANGO_SUPERUSER_*; they are given to these two
+	# commands only, so the password does not end up in Caddy's environment.
+	local su=(env
+		"DJANGO_SUPERUSER_USERNAME=${DJANGO_SUPERUSER_USERNAME:-admin}"
+		"DJANGO_SUPERUSER_PASSWORD=${DJANGO_SUPERUSER_PASSWORD:-admin}"
+		"DJANGO_SUPERUSER_EMAIL=${DJANGO_SUPERUSER_EMAIL:-admin@example.com}")
+	local user=${DJANGO_SUPERUSER_USERNAME:-admin} rc=0
+	# Exit status 3 means "no such user"; the name comes from the environment, so any
+	# name is safe to use.
+	"${su[@]}" "${manage[@]}" shell --verbosity 0 --command '
+import os, sys
+from django.contrib.auth import get_user_model
+User = get_user_model()
+name = os.environ["DJANGO_SUPERUSER_USERNAME"]
+sys.exit(0 if User.objects.filter(**{User.USERNAME_FIELD: name}).exists() else 3)
+' || rc=$?
+	case $rc in
+	0) ;;
+	3)
+		log "django: creating superuser $user"
+		"${su[@]}" "${manage[@]}" createsuperuser --noinput --verbosity 0
+		;;
+	*) die "django: checking for superuser $user failed (exit $rc)" ;;
+	esac
+}
+
+setup() {
+	find_python
+	log "using $PYTHON ($(py_version "$PYTHON"))"
+	local app
+	for app in "${APPS[@]}"; do
+		make_venv "$EXAMPLES/$app"
+		install_requirements "$EXAMPLES/$app"
+	done
+	setup_django
+	log "setup done"
+}
+
+run() {
+	local bin=${VIVARIUM_BIN:-bin/caddy}
+	[ -x "$bin" ] || die "$bin not found; build it with 'make build' (or use 'make run')"
+	local port=${VIVARIUM_PORT:-8080}
+	log "serving http://localhost:$port/ with /flask/, /django/ and /django/admin/" \
+		"(user ${DJANGO_SUPERUSER_USERNAME:-admin}); Ctrl-C stops"
+	exec "$bin" run --config "$EXAMPLES/Caddyfile" --adapter caddyfile
+}
+
+case ${1:-} in
+setup) setup ;;
+serve) setup; run ;;
+run) run ;;
+*)
+	echo "usage: $0 setup|serve|run" >&2
+	exit 2
+	;;
+esac
