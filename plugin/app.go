@@ -7,6 +7,7 @@ package plugin
 import "C"
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,8 +27,9 @@ const drainTimeout = 30 * time.Second
 
 // appConfig is what one app instance is started from.
 type appConfig struct {
-	kind         string // "wsgi"
+	kind         string // "wsgi" or "asgi"
 	module       string
+	lifespan     bool
 	workingDir   string
 	venv         string
 	interpreters int
@@ -50,6 +52,7 @@ type app struct {
 type interpreter struct {
 	c       *C.vv_interp
 	workers []*worker
+	loop    *loop // ASGI only
 }
 
 var (
@@ -96,7 +99,8 @@ func (a *app) startInterpreter(index int) error {
 	for i, s := range sources {
 		names[i], codes[i] = s.Name, s.Code
 	}
-	strs := cStrings(a.cfg.kind, a.cfg.module, a.cfg.workingDir, a.cfg.venv, a.cfg.module)
+	options, _ := json.Marshal(map[string]any{"lifespan": a.cfg.lifespan, "threads": a.cfg.threads})
+	strs := cStrings(a.cfg.kind, a.cfg.module, a.cfg.workingDir, a.cfg.venv, string(options))
 	defer freeCStrings(strs)
 	cnames, ccodes := cStrings(names...), cStrings(codes...)
 	defer freeCStrings(cnames)
@@ -117,12 +121,18 @@ func (a *app) startInterpreter(index int) error {
 		module:       strs[1],
 		working_dir:  strs[2],
 		venv:         strs[3],
-		name:         strs[4],
+		options:      strs[4],
 		nsources:     C.int(len(sources)),
 		source_names: nameArr,
 		sources:      codeArr,
 	}
 
+	// An ASGI interpreter has one thread, running its event loop; `threads`
+	// sizes that loop's executor instead.
+	nthreads := a.cfg.threads
+	if a.cfg.kind == "asgi" {
+		nthreads = 1
+	}
 	var in *C.vv_interp
 	var cerr *C.char
 	var initErr error
@@ -132,7 +142,7 @@ func (a *app) startInterpreter(index int) error {
 			initErr = control.initErr
 			return
 		}
-		in = C.vv_interp_new(&ccfg, C.int(a.cfg.threads), &cerr)
+		in = C.vv_interp_new(&ccfg, C.int(nthreads), &cerr)
 	})
 	if initErr != nil {
 		return initErr
@@ -142,23 +152,40 @@ func (a *app) startInterpreter(index int) error {
 	}
 	interp := &interpreter{c: in}
 	a.interps = append(a.interps, interp)
+	if a.cfg.kind == "asgi" {
+		l, err := newLoop()
+		if err != nil {
+			return fmt.Errorf("cannot create an eventfd: %w", err)
+		}
+		interp.loop = l
+	}
 
-	ids := (*C.int)(C.malloc(C.size_t(unsafe.Sizeof(C.int(0))) * C.size_t(a.cfg.threads)))
+	ids := (*C.int)(C.malloc(C.size_t(unsafe.Sizeof(C.int(0))) * C.size_t(nthreads)))
 	defer C.free(unsafe.Pointer(ids))
-	idSlice := unsafe.Slice(ids, a.cfg.threads)
+	idSlice := unsafe.Slice(ids, nthreads)
+	cworkers := unsafe.Slice(in.workers, nthreads)
 	load := a.pool.interps[index]
 	for i := range idSlice {
 		id, ok := allocWorkerID()
 		if !ok {
 			return fmt.Errorf("more than %d worker threads in one process", maxWorkers)
 		}
-		w := &worker{id: id, pool: a.pool, interp: load, wake: make(chan *request, 1)}
+		w := &worker{id: id, c: &cworkers[i], pool: a.pool, interp: load, wake: make(chan *request, 1), loop: interp.loop}
+		if interp.loop != nil {
+			cworkers[i].efd = C.int(interp.loop.efd)
+		}
 		workerTable[id].Store(w)
 		interp.workers = append(interp.workers, w)
 		idSlice[i] = C.int(id)
 	}
 	if C.vv_interp_start(in, ids, &cerr) != 0 {
 		return errors.New(takeCString(cerr))
+	}
+	if interp.loop != nil {
+		// Lifespan startup runs on the loop before any traffic.
+		if msg := <-interp.loop.ready; msg != "" {
+			return errors.New(msg)
+		}
 	}
 	a.logger.Info("interpreter started",
 		zap.Int("interpreter", index),
@@ -170,6 +197,13 @@ func (a *app) startInterpreter(index int) error {
 // stop lets the workers finish what they have, then ends the interpreters.
 func (a *app) stop() {
 	a.pool.close()
+	for _, in := range a.interps {
+		if in.loop != nil {
+			// Lifespan shutdown runs, open WebSockets are told the server goes away.
+			in.loop.post(evShutdown, 0)
+			close(in.loop.closed)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, in := range a.interps {
 		wg.Add(1)
@@ -179,6 +213,9 @@ func (a *app) stop() {
 			onControlThread(func() { C.vv_interp_end(in.c) })
 			for _, w := range in.workers {
 				freeWorkerID(w.id)
+			}
+			if in.loop != nil {
+				in.loop.close()
 			}
 		}()
 	}

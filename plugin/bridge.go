@@ -136,3 +136,53 @@ func vvRead(token C.uint64_t, buf *C.char, n C.size_t) C.ptrdiff_t {
 func vvLog(appID C.uint64_t, kind C.int, msg *C.char, n C.size_t) {
 	logAppLine(uint64(appID), int(kind), string(cBytes(msg, n)))
 }
+
+// vvPoll hands the event loop of an ASGI worker every event queued for it,
+// copied into the worker's C buffer.
+//
+//export vvPoll
+func vvPoll(id C.int, buf **C.char, n *C.size_t) C.int {
+	w := workerTable[id].Load()
+	if w == nil || w.loop == nil {
+		return -1
+	}
+	cw := w.c
+	size := -1
+	w.loop.take(func(events []byte) {
+		if C.vv_worker_reserve(cw, C.size_t(len(events))) == 0 {
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(cw.buf)), len(events)), events)
+			size = len(events)
+		}
+	})
+	if size < 0 {
+		return -1
+	}
+	*buf = cw.buf
+	*n = C.size_t(size)
+	return 0
+}
+
+// vvPost queues a message from an ASGI app for its client.
+//
+//export vvPost
+func vvPost(token C.uint64_t, kind C.int, a *C.char, aLen C.size_t, b *C.char, bLen C.size_t, flags C.int) C.int {
+	var ab []byte
+	if a != nil {
+		ab = cBytes(a, aLen)
+	}
+	return C.int(vvPostGo(uint64(token), int(kind), ab, cBytes(b, bLen), int(flags)))
+}
+
+// vvReady reports the outcome of an ASGI app's startup (lifespan).
+//
+//export vvReady
+func vvReady(id C.int, msg *C.char, n C.size_t) {
+	w := workerTable[id].Load()
+	if w == nil || w.loop == nil {
+		return
+	}
+	select {
+	case w.loop.ready <- string(cBytes(msg, n)):
+	default: // already reported
+	}
+}

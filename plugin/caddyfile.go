@@ -43,7 +43,8 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	python [<matcher>] {
-//	    module_wsgi  <module:attr>
+//	    module_wsgi  <module:attr>   (or module_asgi <module:attr>)
+//	    lifespan     on|off          (ASGI only; default off)
 //	    venv         <path>
 //	    working_dir  <path>
 //	    interpreters <n>|auto
@@ -68,6 +69,16 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf(`module_wsgi wants a module name like "main:app", not a path; put the directory in working_dir`)
 			}
 			p.ModuleWSGI = arg
+		case "module_asgi":
+			if !strings.Contains(arg, ":") && strings.ContainsAny(arg, "/\\") {
+				return d.Errf(`module_asgi wants a module name like "main:app", not a path; put the directory in working_dir`)
+			}
+			p.ModuleASGI = arg
+		case "lifespan":
+			if arg != "on" && arg != "off" {
+				return d.Errf("lifespan must be on or off, not %q", arg)
+			}
+			p.Lifespan = arg
 		case "venv":
 			p.Venv = arg
 		case "working_dir":
@@ -94,11 +105,17 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, venv, working_dir, interpreters, threads, max_queue, script_name)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, venv, working_dir, interpreters, threads, max_queue, script_name)", sub)
 		}
 	}
-	if p.ModuleWSGI == "" {
-		return d.Err(`python block needs module_wsgi, e.g. module_wsgi "main:app"`)
+	if p.ModuleWSGI == "" && p.ModuleASGI == "" {
+		return d.Err(`python block needs module_wsgi or module_asgi, e.g. module_wsgi "main:app"`)
+	}
+	if p.ModuleWSGI != "" && p.ModuleASGI != "" {
+		return d.Err("python block has both module_wsgi and module_asgi; one app per block")
+	}
+	if p.Lifespan != "" && p.ModuleASGI == "" {
+		return d.Err("lifespan applies to ASGI apps (module_asgi) only")
 	}
 	return nil
 }

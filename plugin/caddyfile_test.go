@@ -54,7 +54,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"zero interpreters": {"python {\n module_wsgi main:app\n interpreters 0\n}", "interpreters"},
 		"threads not a number": {"python {\n module_wsgi main:app\n threads abc\n}", "threads"},
 		"negative queue":       {"python {\n module_wsgi main:app\n max_queue -1\n}", "max_queue"},
-		"missing module":       {"python {\n venv ./v\n}", "module_wsgi"},
+		"missing module":       {"python {\n venv ./v\n}", "module_wsgi or module_asgi"},
 		"two values":           {"python {\n module_wsgi a:b c:d\n}", "exactly one value"},
 		"path as module":       {"python {\n module_wsgi ./app/main.py\n}", "working_dir"},
 		"bad script_name":      {"python {\n module_wsgi main:app\n script_name api/\n}", "script_name"},

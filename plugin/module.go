@@ -32,6 +32,10 @@ type Python struct {
 	// ModuleWSGI names the WSGI app: "package.module:attribute". The attribute
 	// defaults to "application"; "module:factory()" calls a factory.
 	ModuleWSGI string `json:"module_wsgi,omitempty"`
+	// ModuleASGI names an ASGI 3 app instead: "package.module:app".
+	ModuleASGI string `json:"module_asgi,omitempty"`
+	// Lifespan runs the ASGI lifespan protocol: "on" or "off" (default).
+	Lifespan string `json:"lifespan,omitempty"`
 	// Venv is a virtual environment made with the same Python version as the
 	// one Caddy embeds; its site-packages are added to the app's sys.path.
 	Venv string `json:"venv,omitempty"`
@@ -105,8 +109,15 @@ func (c *Count) parse(s string) error {
 	return nil
 }
 
+func (p *Python) module() string {
+	if p.ModuleASGI != "" {
+		return p.ModuleASGI
+	}
+	return p.ModuleWSGI
+}
+
 func (p *Python) name() string {
-	return fmt.Sprintf("python app %q (working_dir %s)", p.ModuleWSGI, p.WorkingDir)
+	return fmt.Sprintf("python app %q (working_dir %s)", p.module(), p.WorkingDir)
 }
 
 // Provision fills in defaults, checks the settings and starts the app's
@@ -140,10 +151,15 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	p.logger = p.logger.With(zap.String("app", p.ModuleWSGI), zap.String("working_dir", p.WorkingDir))
+	p.logger = p.logger.With(zap.String("app", p.module()), zap.String("working_dir", p.WorkingDir))
+	kind := "wsgi"
+	if p.ModuleASGI != "" {
+		kind = "asgi"
+	}
 	p.app, err = startApp(appConfig{
-		kind:         "wsgi",
-		module:       p.ModuleWSGI,
+		kind:         kind,
+		module:       p.module(),
+		lifespan:     p.Lifespan == "on",
 		workingDir:   p.WorkingDir,
 		venv:         p.Venv,
 		interpreters: int(p.Interpreters),
@@ -158,8 +174,14 @@ func (p *Python) Provision(ctx caddy.Context) error {
 
 // Validate checks the settings.
 func (p *Python) Validate() error {
-	if p.ModuleWSGI == "" {
-		return fmt.Errorf(`python: module_wsgi is required, e.g. module_wsgi "main:app"`)
+	if (p.ModuleWSGI == "") == (p.ModuleASGI == "") {
+		return fmt.Errorf(`python: give exactly one of module_wsgi or module_asgi, e.g. module_wsgi "main:app"`)
+	}
+	if p.Lifespan != "" && p.Lifespan != "on" && p.Lifespan != "off" {
+		return fmt.Errorf("%s: lifespan must be on or off, not %q", p.name(), p.Lifespan)
+	}
+	if p.Lifespan == "on" && p.ModuleASGI == "" {
+		return fmt.Errorf("%s: lifespan applies to ASGI apps (module_asgi) only", p.name())
 	}
 	if p.Interpreters < 1 && p.Interpreters != CountAuto {
 		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
@@ -196,6 +218,9 @@ func (p *Python) Cleanup() error {
 // ServeHTTP queues the request for the app and waits until a worker has
 // answered it, or until the client leaves while it is still queued.
 func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if p.ModuleASGI != "" {
+		return p.serveASGI(w, r)
+	}
 	req := newRequest(w, r, p.logger)
 	req.env = buildEnviron(req.env, r, p.ScriptName)
 	if err := p.app.pool.submit(req); err != nil {

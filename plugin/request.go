@@ -95,28 +95,37 @@ var errBadStatus = errors.New("invalid status line from app")
 
 // writeHead reads the adapter's NUL-separated "status\0name\0value..." block.
 func (req *request) writeHead(head []byte) error {
+	if err := writeHead(req.w, head, req.logger); err != nil {
+		return err
+	}
+	req.headerSent = true
+	return nil
+}
+
+// writeHead writes the status and headers an adapter packed as
+// "status\0name\0value\0...", the status being "200" or "200 OK".
+func writeHead(w http.ResponseWriter, head []byte, logger *zap.Logger) error {
 	status, rest, _ := bytes.Cut(head, []byte{0})
-	if len(status) < 3 {
+	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
 		return errBadStatus
 	}
 	code, err := strconv.Atoi(string(status[:3]))
-	if err != nil || code < 100 || code > 999 {
+	if err != nil || code < 100 {
 		return errBadStatus
 	}
-	h := req.w.Header()
+	h := w.Header()
 	for len(rest) > 0 {
 		var name, value []byte
 		name, rest, _ = bytes.Cut(rest, []byte{0})
 		value, rest, _ = bytes.Cut(rest, []byte{0})
 		n := string(name)
 		if !httpguts.ValidHeaderFieldName(n) || !httpguts.ValidHeaderFieldValue(string(value)) {
-			req.logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
+			logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
 			continue
 		}
 		h.Add(n, string(value))
 	}
-	req.w.WriteHeader(code)
-	req.headerSent = true
+	w.WriteHeader(code)
 	return nil
 }
 

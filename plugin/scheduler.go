@@ -1,5 +1,10 @@
 package plugin
 
+/*
+#include "vivarium.h"
+*/
+import "C"
+
 import (
 	"errors"
 	"sync"
@@ -18,6 +23,8 @@ var (
 // worker is the Go side of one C worker thread.
 type worker struct {
 	id     int
+	c      *C.vv_worker // its C half
+	loop   *loop        // ASGI: the event loop this thread runs; nil for WSGI
 	pool   *pool
 	interp *interpLoad
 	wake   chan *request // nil: exit

@@ -138,7 +138,135 @@ static PyObject *bridge_log(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+static uint32_t get_le32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+/* poll(worker_id) -> list of (kind, token, *fields): every event Go queued for
+ * this event loop (see plugin/loop.go for the layout). Fields are bytes. */
+static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("poll", nargs, 1) < 0)
+        return NULL;
+    int id = PyLong_AsInt(args[0]);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = vvPoll(id, &buf, &len);
+    Py_END_ALLOW_THREADS
+    if (rc < 0 || len < 4) {
+        PyErr_SetString(PyExc_RuntimeError, "vivarium: no event inbox for this worker");
+        return NULL;
+    }
+    const char *p = buf, *end = buf + len;
+    uint32_t count = get_le32(p);
+    p += 4;
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < count; i++) {
+        if (end - p < 11)
+            goto corrupt;
+        int kind = (unsigned char)p[0];
+        uint64_t token = 0;
+        for (int b = 0; b < 8; b++)
+            token |= (uint64_t)(unsigned char)p[1 + b] << (8 * b);
+        int nfields = (unsigned char)p[9] | (unsigned char)p[10] << 8;
+        p += 11;
+        PyObject *ev = PyTuple_New(2 + nfields);
+        if (ev == NULL)
+            goto error;
+        PyTuple_SET_ITEM(ev, 0, PyLong_FromLong(kind));
+        PyTuple_SET_ITEM(ev, 1, PyLong_FromUnsignedLongLong(token));
+        for (int f = 0; f < nfields; f++) {
+            if (end - p < 4) {
+                Py_DECREF(ev);
+                goto corrupt;
+            }
+            uint32_t flen = get_le32(p);
+            p += 4;
+            if ((size_t)(end - p) < flen) {
+                Py_DECREF(ev);
+                goto corrupt;
+            }
+            PyTuple_SET_ITEM(ev, 2 + f, PyBytes_FromStringAndSize(p, flen));
+            p += flen;
+        }
+        if (PyErr_Occurred() || PyList_Append(list, ev) < 0) {
+            Py_DECREF(ev);
+            goto error;
+        }
+        Py_DECREF(ev);
+    }
+    return list;
+corrupt:
+    PyErr_SetString(PyExc_RuntimeError, "vivarium: corrupt event data");
+error:
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* post(token, kind, a: bytes | None, b: bytes-like, flags) -> int:
+ * 0 go on, 1 wait for the resume event, -1 the client is gone. */
+static PyObject *bridge_post(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("post", nargs, 5) < 0)
+        return NULL;
+    uint64_t token;
+    if (parse_token(args[0], &token) < 0)
+        return NULL;
+    int kind = PyLong_AsInt(args[1]);
+    if (kind == -1 && PyErr_Occurred())
+        return NULL;
+    if (args[2] != Py_None && !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "a must be bytes or None");
+        return NULL;
+    }
+    int flags = PyLong_AsInt(args[4]);
+    if (flags == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(args[3], &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    char *a = args[2] == Py_None ? NULL : PyBytes_AS_STRING(args[2]);
+    size_t a_len = args[2] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[2]);
+    /* Go only queues a copy: no need to release the GIL for that. */
+    int rc = vvPost(token, kind, a, a_len, b.buf, (size_t)b.len, flags);
+    PyBuffer_Release(&b);
+    return PyLong_FromLong(rc);
+}
+
+/* ready(worker_id, error: str | None): lifespan startup is over. */
+static PyObject *bridge_ready(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("ready", nargs, 2) < 0)
+        return NULL;
+    int id = PyLong_AsInt(args[0]);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t len = 0;
+    const char *msg = NULL;
+    if (args[1] != Py_None) {
+        msg = PyUnicode_AsUTF8AndSize(args[1], &len);
+        if (msg == NULL)
+            return NULL;
+    }
+    vvReady(id, (char *)msg, (size_t)len);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef bridge_methods[] = {
+    {"poll", (PyCFunction)(void (*)(void))bridge_poll, METH_FASTCALL,
+     "poll(worker_id): the events queued for this event loop."},
+    {"post", (PyCFunction)(void (*)(void))bridge_post, METH_FASTCALL,
+     "post(token, kind, a, b, flags): a message from the app to the client."},
+    {"ready", (PyCFunction)(void (*)(void))bridge_ready, METH_FASTCALL,
+     "ready(worker_id, error): the app has started, or failed to."},
     {"send", (PyCFunction)(void (*)(void))bridge_send, METH_FASTCALL,
      "send(token, head, body, flags): write part of a response."},
     {"read", (PyCFunction)(void (*)(void))bridge_read, METH_FASTCALL,

@@ -132,7 +132,7 @@ static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
     if (mod == NULL)
         goto pyerr;
     args = Py_BuildValue("{s:s,s:s,s:s,s:s,s:s}", "kind", cfg->kind, "module", cfg->module,
-                         "working_dir", cfg->working_dir, "venv", cfg->venv, "name", cfg->name);
+                         "working_dir", cfg->working_dir, "venv", cfg->venv, "options", cfg->options);
     if (args == NULL)
         goto pyerr;
     res = PyObject_CallMethod(mod, "boot", "O", args);
@@ -176,6 +176,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         return NULL;
     }
     in->app_id = cfg->app_id;
+    in->event_loop = strcmp(cfg->kind, "asgi") == 0;
     in->nworkers = nworkers;
     in->workers = workers;
 
@@ -222,7 +223,7 @@ int vv_interp_start(vv_interp *in, const int *worker_ids, char **err)
         vv_worker *w = &in->workers[i];
         w->id = worker_ids[i];
         w->interp = in;
-        int rc = pthread_create(&w->thread, &attr, vv_worker_main, w);
+        int rc = pthread_create(&w->thread, &attr, in->event_loop ? vv_loop_main : vv_worker_main, w);
         if (rc != 0) {
             *err = vv_strdupf("cannot start worker thread: %s", strerror(rc));
             pthread_attr_destroy(&attr);

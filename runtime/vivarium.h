@@ -34,6 +34,7 @@ typedef struct vv_worker {
     struct vv_interp *interp;
     pthread_t thread;
     int started;
+    int efd;                    /* ASGI: the eventfd the event loop watches */
 } vv_worker;
 
 /* One interpreter of one app. */
@@ -41,7 +42,8 @@ typedef struct vv_interp {
     uint64_t app_id;
     PyThreadState *boot_ts;     /* the creating thread state; ends the interpreter */
     PyInterpreterState *state;
-    PyObject *handler;          /* adapter entry point: handler(environ, token) */
+    int event_loop;             /* ASGI: one thread runs handler(worker_id, efd) */
+    PyObject *handler;          /* WSGI: handler(environ, token) per request */
     PyObject *base_environ;     /* constant environ keys, copied per request */
     int nworkers;
     vv_worker *workers;
@@ -50,11 +52,11 @@ typedef struct vv_interp {
 /* What Go hands to vv_interp_new. Strings are NUL-terminated UTF-8. */
 typedef struct vv_app_config {
     uint64_t app_id;
-    const char *kind;           /* "wsgi" */
+    const char *kind;           /* "wsgi" or "asgi" */
     const char *module;         /* "pkg.module:attr" */
     const char *working_dir;    /* absolute, or "" */
     const char *venv;           /* absolute, or "" */
-    const char *name;           /* for messages */
+    const char *options;        /* JSON object of adapter options (lifespan, threads) */
     int nsources;
     const char **source_names;  /* adapter modules: "vivarium_boot", ... */
     const char **sources;
@@ -72,6 +74,7 @@ void vv_log_exception(uint64_t app_id, const char *what);
 
 /* worker.c */
 void *vv_worker_main(void *arg);
+void *vv_loop_main(void *arg);
 int vv_worker_reserve(vv_worker *w, size_t n);
 
 /* bridge.c */
@@ -83,5 +86,8 @@ extern int vvServe(vv_worker *w, char *head, size_t head_len, char *body, size_t
 extern int vvSend(uint64_t token, char *head, size_t head_len, char *body, size_t body_len, int flags);
 extern ptrdiff_t vvRead(uint64_t token, char *buf, size_t n);
 extern void vvLog(uint64_t app_id, int level, char *msg, size_t msg_len);
+extern int vvPoll(int worker_id, char **buf, size_t *len);
+extern int vvPost(uint64_t token, int kind, char *a, size_t a_len, char *b, size_t b_len, int flags);
+extern void vvReady(int worker_id, char *err, size_t err_len);
 
 #endif

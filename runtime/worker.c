@@ -144,3 +144,22 @@ void *vv_worker_main(void *arg)
     PyThreadState_DeleteCurrent();
     return NULL;
 }
+
+/* An ASGI interpreter's one thread: it runs the adapter's event loop until Go
+ * posts the shutdown event. The adapter reports the outcome of lifespan
+ * startup itself; should the loop end before that, this says so. */
+void *vv_loop_main(void *arg)
+{
+    vv_worker *w = arg;
+    PyThreadState *ts = PyThreadState_New(w->interp->state);
+    PyEval_RestoreThread(ts);
+    PyObject *r = PyObject_CallFunction(w->interp->handler, "ii", w->id, w->efd);
+    if (r == NULL)
+        vv_log_exception(w->interp->app_id, "event loop failed");
+    Py_XDECREF(r);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    const char msg[] = "the event loop ended before the app was ready";
+    vvReady(w->id, (char *)msg, sizeof msg - 1);
+    return NULL;
+}

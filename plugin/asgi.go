@@ -1,0 +1,373 @@
+package plugin
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// Messages from the event loop to Go (vvPost); the same numbers as in pyadapters/asgi.py.
+const (
+	postHTTP     = 1 // a: status+headers (first part only), b: body, flags: 1 = more body
+	postWantBody = 2 // the app awaits the next body part
+	postDone     = 3 // the app returned; flags: flagAbort when it failed
+	postWSAccept = 4 // a: subprotocol, b: headers
+	postWSText   = 5
+	postWSBytes  = 6
+	postWSClose  = 7 // a: reason, flags: code
+)
+
+// vvPost answers: go on, pause until evResume, or the client is gone.
+const (
+	postOK    = 0
+	postPause = 1
+	postGone  = -1
+)
+
+// pauseBytes is how much may wait for a slow client before the app's send()
+// has to wait: enough for streaming, bounded for memory.
+const pauseBytes = 1 << 20
+
+// inlineBody is the largest body sent along with the request itself, sparing
+// the app a round trip for every small POST.
+const inlineBody = 64 << 10
+
+var asgiTokens atomic.Uint64
+
+// asgiRequests maps tokens to the requests in flight, for vvPost.
+var asgiRequests sync.Map
+
+type outMsg struct {
+	kind  int
+	a, b  []byte
+	flags int
+}
+
+// asgiRequest is one HTTP request or WebSocket between Go and an event loop.
+// The handler goroutine does all the writing; the loop only queues messages.
+type asgiRequest struct {
+	token uint64
+	loop  *loop
+
+	mu       sync.Mutex
+	out      []outMsg
+	outBytes int
+	paused   bool
+	gone     bool
+	signal   chan struct{} // cap 1: out has messages
+}
+
+func (q *asgiRequest) push(m outMsg) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.gone && m.kind != postDone {
+		return postGone
+	}
+	q.out = append(q.out, m)
+	q.outBytes += len(m.b)
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+	if q.outBytes > pauseBytes {
+		q.paused = true
+		return postPause
+	}
+	return postOK
+}
+
+func (q *asgiRequest) takeOut() []outMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.out
+	q.out = nil
+	return msgs
+}
+
+// written accounts for bytes handed to the client and resumes a paused app.
+func (q *asgiRequest) written(n int) {
+	q.mu.Lock()
+	q.outBytes -= n
+	resume := q.paused && q.outBytes <= pauseBytes/2
+	if resume {
+		q.paused = false
+	}
+	q.mu.Unlock()
+	if resume {
+		q.loop.post(evResume, q.token)
+	}
+}
+
+func (q *asgiRequest) markGone() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	was := q.gone
+	q.gone = true
+	return !was
+}
+
+func vvPostGo(token uint64, kind int, a, b []byte, flags int) int {
+	v, ok := asgiRequests.Load(token)
+	if !ok {
+		return postGone
+	}
+	q := v.(*asgiRequest)
+	// The loop's buffers are only lent for this call.
+	m := outMsg{kind: kind, flags: flags}
+	if a != nil {
+		m.a = append([]byte{}, a...)
+	}
+	if len(b) > 0 {
+		m.b = append([]byte{}, b...)
+	}
+	return q.push(m)
+}
+
+// readBody reads the request body one part per want, so a large upload is
+// never held in memory beyond the part the app is about to receive.
+func (q *asgiRequest) readBody(body io.Reader, wants <-chan struct{}) {
+	buf := make([]byte, inlineBody)
+	for range wants {
+		n, err := io.ReadFull(body, buf)
+		more := []byte("1")
+		if err != nil { // EOF, a short last part, or a broken client
+			more = []byte("0")
+		}
+		q.loop.post(evBody, q.token, buf[:n], more)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// scopeFields packs what the adapter needs to build an ASGI scope; the order
+// is the one pyadapters/asgi.py unpacks.
+func scopeFields(r *http.Request, rootPath string, body []byte, more bool) [][]byte {
+	version := "1.1"
+	switch r.ProtoMajor {
+	case 1:
+		if r.ProtoMinor == 0 {
+			version = "1.0"
+		}
+	default:
+		version = strconv.Itoa(r.ProtoMajor)
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	path := r.URL.Path
+	if rootPath != "" && strings.HasPrefix(path, rootPath) &&
+		(len(path) == len(rootPath) || path[len(rootPath)] == '/') {
+		// ASGI keeps the full path and names the mount point in root_path.
+	} else {
+		rootPath = ""
+	}
+	var hb bytes.Buffer
+	writeHeader := func(name, value string) {
+		if hb.Len() > 0 {
+			hb.WriteByte(0)
+		}
+		hb.WriteString(strings.ToLower(name))
+		hb.WriteByte(0)
+		hb.WriteString(value)
+	}
+	writeHeader("host", r.Host)
+	for name, values := range r.Header {
+		if name == "Host" {
+			continue
+		}
+		for _, v := range values {
+			writeHeader(name, v)
+		}
+	}
+	clientHost, clientPort, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		clientHost = r.RemoteAddr
+	}
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		clientHost = ip
+	}
+	serverHost, serverPort := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		serverHost, serverPort = h, p
+	}
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if h, p, err := net.SplitHostPort(local.String()); err == nil {
+			serverHost, serverPort = h, p
+		}
+	}
+	rawPath := r.URL.RawPath
+	if rawPath == "" {
+		rawPath = r.URL.EscapedPath()
+	}
+	moreFlag := "0"
+	if more {
+		moreFlag = "1"
+	}
+	return [][]byte{
+		[]byte(version), []byte(r.Method), []byte(scheme), []byte(path), []byte(rawPath),
+		[]byte(r.URL.RawQuery), []byte(rootPath), hb.Bytes(),
+		[]byte(clientHost), []byte(clientPort), []byte(serverHost), []byte(serverPort),
+		body, []byte(moreFlag),
+	}
+}
+
+var errTooBusy = errors.New("too many requests in flight")
+
+// pickLoop chooses the least busy event loop, or refuses past max_queue.
+func (a *app) pickLoop() (*loop, error) {
+	var best *loop
+	var total int64
+	for _, in := range a.interps {
+		l := in.loop
+		if l == nil {
+			continue
+		}
+		n := l.active.Load()
+		total += n
+		if best == nil || n < best.active.Load() {
+			best = l
+		}
+	}
+	if best == nil {
+		return nil, errClosed
+	}
+	if total >= int64(a.cfg.maxQueue) {
+		return nil, errTooBusy
+	}
+	return best, nil
+}
+
+func (a *app) newASGIRequest() (*asgiRequest, error) {
+	l, err := a.pickLoop()
+	if err != nil {
+		return nil, err
+	}
+	q := &asgiRequest{token: asgiTokens.Add(1), loop: l, signal: make(chan struct{}, 1)}
+	l.active.Add(1)
+	asgiRequests.Store(q.token, q)
+	return q, nil
+}
+
+func (q *asgiRequest) release() {
+	q.loop.active.Add(-1)
+	asgiRequests.Delete(q.token)
+}
+
+// serveASGI runs one HTTP request through the app's event loop.
+func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
+	if isWebSocket(r) {
+		return p.serveWebSocket(w, r)
+	}
+	q, err := p.app.newASGIRequest()
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
+	}
+	defer q.release()
+
+	// A small body travels with the request; a large or chunked one is read
+	// part by part as the app asks for it.
+	var body []byte
+	more := false
+	switch {
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, err)
+		}
+	default:
+		more = true
+		// Let the app stream its response while it still reads the body.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	q.loop.post(evHTTP, q.token, scopeFields(r, p.ScriptName, body, more)...)
+
+	rc := http.NewResponseController(w)
+	ctxDone := r.Context().Done()
+	headerSent, finished := false, false
+	var wants chan struct{} // to the body reader: the app awaits the next part
+	defer func() {
+		if wants != nil {
+			close(wants)
+		}
+	}()
+	for {
+		select {
+		case <-q.signal:
+		case <-ctxDone:
+			ctxDone = nil
+			if q.markGone() {
+				q.loop.post(evDisconnect, q.token)
+			}
+			continue
+		case <-q.loop.closed:
+			panic(http.ErrAbortHandler)
+		}
+		for _, m := range q.takeOut() {
+			switch m.kind {
+			case postWantBody:
+				if wants == nil {
+					wants = make(chan struct{}, 1)
+					go q.readBody(r.Body, wants)
+				}
+				select {
+				case wants <- struct{}{}:
+				default:
+				}
+			case postHTTP:
+				if finished {
+					continue
+				}
+				if m.a != nil && !headerSent {
+					if err := writeHead(w, m.a, p.logger); err != nil {
+						p.logger.Error("invalid http.response.start from app", zap.Error(err))
+						return caddyhttp.Error(http.StatusInternalServerError, err)
+					}
+					headerSent = true
+				}
+				if len(m.b) > 0 {
+					if _, err := w.Write(m.b); err != nil && q.markGone() {
+						q.loop.post(evDisconnect, q.token)
+					}
+				}
+				if m.flags&1 != 0 {
+					if err := rc.Flush(); err != nil && q.markGone() {
+						q.loop.post(evDisconnect, q.token)
+					}
+				} else {
+					finished = true
+				}
+				q.written(len(m.b))
+				if finished {
+					// The response is complete; the app may still run
+					// (background tasks) and post postDone later.
+					return nil
+				}
+			case postDone:
+				if m.flags&flagAbort != 0 || !headerSent {
+					if headerSent {
+						panic(http.ErrAbortHandler)
+					}
+					return caddyhttp.Error(http.StatusInternalServerError,
+						fmt.Errorf("%s failed before responding; see its log", p.name()))
+				}
+				// Returned with the response unfinished.
+				panic(http.ErrAbortHandler)
+			}
+		}
+	}
+}
+

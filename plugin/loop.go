@@ -1,0 +1,86 @@
+package plugin
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// An ASGI interpreter runs one asyncio event loop on one C worker thread. Go
+// talks to it through an inbox of packed events and an eventfd the loop
+// watches with add_reader: posting to an empty inbox writes the eventfd once,
+// and the loop drains every pending event in one call (vvPoll). No thread per
+// request, no polling.
+
+// Events from Go to the event loop; the same numbers as in pyadapters/asgi.py.
+const (
+	evHTTP       = 1 // a new HTTP request: scope fields, first body part
+	evWebSocket  = 2 // a new WebSocket handshake: scope fields
+	evBody       = 3 // the next request body part: data, more
+	evDisconnect = 4 // the client went away
+	evResume     = 5 // sends may go on: Go has written what was queued
+	evWSText     = 6
+	evWSBytes    = 7
+	evWSClose    = 8 // the client closed: code
+	evShutdown   = 9
+)
+
+type loop struct {
+	efd    int
+	active atomic.Int64 // requests in flight, for picking the least busy loop
+	ready  chan string  // startup outcome: "" ok, else the error
+	closed chan struct{}
+
+	mu       sync.Mutex
+	events   []byte // u32 count, then events
+	count    uint32
+	signaled bool
+}
+
+func newLoop() (*loop, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	return &loop{efd: efd, ready: make(chan string, 1), closed: make(chan struct{}), events: make([]byte, 4, 4096)}, nil
+}
+
+// post queues an event with its fields and wakes the loop if it sleeps.
+func (l *loop) post(kind byte, token uint64, fields ...[]byte) {
+	l.mu.Lock()
+	b := append(l.events, kind)
+	b = binary.LittleEndian.AppendUint64(b, token)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(fields)))
+	for _, f := range fields {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	l.events = b
+	l.count++
+	wake := !l.signaled
+	l.signaled = true
+	l.mu.Unlock()
+	if wake {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(l.efd, one[:])
+	}
+}
+
+// take hands every pending event to fill (which copies them into C memory)
+// and empties the inbox.
+func (l *loop) take(fill func([]byte)) {
+	l.mu.Lock()
+	binary.LittleEndian.PutUint32(l.events[:4], l.count)
+	fill(l.events)
+	l.events = l.events[:4]
+	l.count = 0
+	l.signaled = false
+	l.mu.Unlock()
+}
+
+func (l *loop) close() {
+	unix.Close(l.efd)
+}

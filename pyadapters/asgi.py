@@ -1,0 +1,388 @@
+"""The ASGI 3 adapter: an asyncio event loop per interpreter.
+
+The loop runs on the interpreter's one C worker thread. Go queues events for
+it (new requests, body parts, disconnects, WebSocket messages) and writes an
+eventfd the loop watches; one poll() drains them all. The app's messages go
+back through post(), which only queues them in Go, so the loop never blocks
+on a slow client: past a bound, send() waits for a resume event instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable
+
+import _vivarium
+
+DEFAULT_ATTR = "app"
+
+# Events from Go (plugin/loop.go).
+EV_HTTP, EV_WEBSOCKET, EV_BODY, EV_DISCONNECT, EV_RESUME = 1, 2, 3, 4, 5
+EV_WS_TEXT, EV_WS_BYTES, EV_WS_CLOSE, EV_SHUTDOWN = 6, 7, 8, 9
+# Messages to Go (plugin/asgi.go).
+POST_HTTP, POST_WANT_BODY, POST_DONE = 1, 2, 3
+POST_WS_ACCEPT, POST_WS_TEXT, POST_WS_BYTES, POST_WS_CLOSE = 4, 5, 6, 7
+POST_OK, POST_PAUSE, POST_GONE = 0, 1, -1
+MORE = 1
+ABORT = _vivarium.ABORT
+
+_post = _vivarium.post
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away, as ASGI 2.4 asks of servers."""
+
+
+def _log_exception(what: str) -> None:
+    _vivarium.log(_vivarium.ERROR, f"{what}\n{traceback.format_exc()}")
+
+
+def _head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    parts = [str(int(status)).encode()]
+    for name, value in headers:
+        parts.append(bytes(name))
+        parts.append(bytes(value))
+    head = b"\0".join(parts)
+    if head.count(0) != 2 * len(headers):
+        raise ValueError("a response header contains a NUL byte")
+    return head
+
+
+def _scope(kind: str, fields: tuple[bytes, ...], state: dict[str, Any] | None) -> dict[str, Any]:
+    (http_version, method, scheme, path, raw_path, query, root_path, headers,
+     client_host, client_port, server_host, server_port) = fields[:12]
+    hl = headers.split(b"\0") if headers else []
+    scope: dict[str, Any] = {
+        "type": kind,
+        "asgi": ASGI_VERSION,
+        "http_version": http_version.decode(),
+        "scheme": scheme.decode() if kind == "http" else ("wss" if scheme == b"https" else "ws"),
+        "path": path.decode("utf-8", "surrogateescape"),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path.decode("utf-8", "surrogateescape"),
+        "headers": list(zip(hl[::2], hl[1::2])),
+        "client": (client_host.decode(), int(client_port)) if client_port else None,
+        "server": (server_host.decode(), int(server_port)) if server_port else None,
+    }
+    if kind == "http":
+        scope["method"] = method.decode()
+    else:
+        protocols = [
+            p.strip()
+            for name, value in scope["headers"]
+            if name == b"sec-websocket-protocol"
+            for p in value.decode("latin-1").split(",")
+        ]
+        scope["subprotocols"] = [p for p in protocols if p]
+    if state is not None:
+        # Each request gets a shallow copy of what lifespan startup left.
+        scope["state"] = dict(state)
+    return scope
+
+
+class Cycle:
+    """What HTTP requests and WebSockets share: a token, a task, flow control."""
+
+    def __init__(self, server: Server, token: int) -> None:
+        self.server = server
+        self.token = token
+        self.gone = False
+        self._resume: asyncio.Future[None] | None = None
+
+    async def _post(self, kind: int, a: bytes | None, b: bytes | memoryview, flags: int) -> None:
+        if self.gone:
+            raise ClientDisconnected("client disconnected")
+        rc = _post(self.token, kind, a, b, flags)
+        if rc == POST_GONE:
+            self.gone = True
+            raise ClientDisconnected("client disconnected")
+        if rc == POST_PAUSE:
+            self._resume = self.server.loop.create_future()
+            await self._resume
+
+    def resume(self) -> None:
+        if self._resume is not None and not self._resume.done():
+            self._resume.set_result(None)
+
+    def event(self, kind: int, fields: tuple[bytes, ...]) -> None:
+        raise NotImplementedError
+
+    async def run(self, app: ASGIApp, scope: dict[str, Any]) -> None:
+        flags = 0
+        try:
+            await app(scope, self.receive, self.send)
+            flags = self.finished_flags()
+        except asyncio.CancelledError:
+            flags = ABORT
+        except ClientDisconnected:
+            flags = ABORT
+        except BaseException:
+            _log_exception(f"exception in app for {scope.get('method', 'websocket')} {scope['path']}")
+            flags = ABORT
+        finally:
+            self.server.cycles.pop(self.token, None)
+            _post(self.token, POST_DONE, None, b"", flags)
+
+    def finished_flags(self) -> int:
+        return 0
+
+    async def receive(self) -> Message:
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> None:
+        raise NotImplementedError
+
+
+class HTTPCycle(Cycle):
+    def __init__(self, server: Server, token: int, body: bytes, more: bool) -> None:
+        super().__init__(server, token)
+        self.body: bytes | None = body
+        self.more = more
+        self.waiter: asyncio.Future[None] | None = None
+        self.started = False
+        self.complete = False
+        self.head: bytes | None = None
+
+    def event(self, kind: int, fields: tuple[bytes, ...]) -> None:
+        if kind == EV_BODY:
+            self.body = fields[0]
+            self.more = fields[1] == b"1"
+        elif kind == EV_DISCONNECT:
+            self.gone = True
+            self.resume()
+        elif kind == EV_RESUME:
+            self.resume()
+            return
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        while True:
+            if self.body is not None:
+                body, self.body = self.body, None
+                return {"type": "http.request", "body": body, "more_body": self.more}
+            if self.gone or self.complete:
+                return {"type": "http.disconnect"}
+            if self.more:
+                _post(self.token, POST_WANT_BODY, None, b"", 0)
+            # Without more body, this waits for the client to go away.
+            self.waiter = self.server.loop.create_future()
+            await self.waiter
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            # Held back to travel with the first body part: one crossing.
+            self.head = _head(message["status"], message.get("headers", []))
+        elif kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body sent after the response was complete")
+            more = bool(message.get("more_body", False))
+            head, self.head = self.head, None
+            if not more:
+                self.complete = True
+            await self._post(POST_HTTP, head, message.get("body", b""), MORE if more else 0)
+        else:
+            raise ValueError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    def finished_flags(self) -> int:
+        if self.complete:
+            return 0
+        _vivarium.log(_vivarium.ERROR, "ASGI app returned without completing its response")
+        return ABORT
+
+
+class WebSocketCycle(Cycle):
+    def __init__(self, server: Server, token: int) -> None:
+        super().__init__(server, token)
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        self.accepted = False
+        self.closed = False
+
+    def event(self, kind: int, fields: tuple[bytes, ...]) -> None:
+        if kind == EV_WS_TEXT:
+            self.inbox.put_nowait({"type": "websocket.receive", "text": fields[0].decode("utf-8", "replace")})
+        elif kind == EV_WS_BYTES:
+            self.inbox.put_nowait({"type": "websocket.receive", "bytes": fields[0]})
+        elif kind == EV_WS_CLOSE:
+            self.gone = True
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": int(fields[0] or b"1005")})
+            self.resume()
+        elif kind == EV_RESUME:
+            self.resume()
+
+    async def receive(self) -> Message:
+        return await self.inbox.get()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.closed:
+            raise ClientDisconnected("websocket closed")
+        if kind == "websocket.accept":
+            headers = message.get("headers") or []
+            blob = b"\0".join(bytes(x) for pair in headers for x in pair)
+            sub = message.get("subprotocol")
+            self.accepted = True
+            await self._post(POST_WS_ACCEPT, sub.encode() if sub else None, blob, 0)
+        elif kind == "websocket.send":
+            if not self.accepted:
+                raise RuntimeError("websocket.send before websocket.accept")
+            text = message.get("text")
+            if text is not None:
+                await self._post(POST_WS_TEXT, None, text.encode(), 0)
+            else:
+                await self._post(POST_WS_BYTES, None, message.get("bytes") or b"", 0)
+        elif kind == "websocket.close":
+            self.closed = True
+            reason = (message.get("reason") or "").encode()
+            await self._post(POST_WS_CLOSE, reason, b"", int(message.get("code", 1000)))
+        else:
+            raise ValueError(f"unexpected ASGI message {kind!r} for a WebSocket")
+
+
+class Lifespan:
+    """Runs the app's lifespan scope: startup before traffic, shutdown at the end."""
+
+    def __init__(self, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.state: dict[str, Any] = {}
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outcome: asyncio.Future[str | None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def _main(self) -> None:
+        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+        try:
+            await self.app(scope, self.inbox.get, self._send)
+        except BaseException:
+            self._settle(f"lifespan raised an exception:\n{traceback.format_exc()}")
+        else:
+            self._settle("the app returned from its lifespan scope without completing it")
+
+    def _settle(self, outcome: str | None) -> None:
+        if self.outcome is not None and not self.outcome.done():
+            self.outcome.set_result(outcome)
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind.endswith(".complete"):
+            self._settle(None)
+        elif kind.endswith(".failed"):
+            self._settle(message.get("message") or kind)
+
+    async def _step(self, kind: str) -> str | None:
+        self.outcome = self.loop.create_future()
+        await self.inbox.put({"type": kind})
+        return await self.outcome
+
+    async def startup(self) -> str | None:
+        self.task = self.loop.create_task(self._main())
+        failed = await self._step("lifespan.startup")
+        return f"lifespan startup failed: {failed}" if failed else None
+
+    async def shutdown(self) -> None:
+        if self.task is None or self.task.done():
+            return
+        failed = await self._step("lifespan.shutdown")
+        if failed:
+            _vivarium.log(_vivarium.ERROR, f"lifespan shutdown failed: {failed}")
+
+
+class Server:
+    def __init__(self, app: ASGIApp, worker: int, efd: int, lifespan: bool, threads: int) -> None:
+        self.app = app
+        self.worker = worker
+        self.efd = efd
+        self.use_lifespan = lifespan
+        self.threads = threads
+        self.cycles: dict[int, Cycle] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.new_event_loop()
+        self.lifespan: Lifespan | None = None
+        self.state: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="asgi-executor"))
+        try:
+            if self.use_lifespan:
+                self.lifespan = Lifespan(self.app, loop)
+                failed = loop.run_until_complete(self.lifespan.startup())
+                if failed:
+                    _vivarium.ready(self.worker, failed)
+                    return
+                self.state = self.lifespan.state
+            loop.add_reader(self.efd, self._wake)
+            _vivarium.ready(self.worker, None)
+            loop.run_forever()
+            loop.remove_reader(self.efd)
+            loop.run_until_complete(self._shutdown())
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    async def _shutdown(self) -> None:
+        # Caddy has drained HTTP requests by now; what is left are WebSockets.
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+        if self.lifespan is not None:
+            await self.lifespan.shutdown()
+            if self.lifespan.task is not None:
+                self.lifespan.task.cancel()
+
+    def _wake(self) -> None:
+        # Clear the eventfd before draining, so an event posted meanwhile wakes us again.
+        try:
+            os.read(self.efd, 8)
+        except BlockingIOError:
+            pass
+        for event in _vivarium.poll(self.worker):
+            kind, token, fields = event[0], event[1], event[2:]
+            if kind == EV_HTTP:
+                cycle: Cycle = HTTPCycle(self, token, fields[12], fields[13] == b"1")
+                self._start(cycle, _scope("http", fields, self.state))
+            elif kind == EV_WEBSOCKET:
+                self._start(WebSocketCycle(self, token), _scope("websocket", fields, self.state))
+            elif kind == EV_SHUTDOWN:
+                self.loop.stop()
+            else:
+                target = self.cycles.get(token)
+                if target is not None:
+                    target.event(kind, fields)
+
+    def _start(self, cycle: Cycle, scope: dict[str, Any]) -> None:
+        self.cycles[cycle.token] = cycle
+        task = self.loop.create_task(cycle.run(self.app, scope))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+def make_handler(
+    app: ASGIApp, options: dict[str, Any], shutdown_hooks: list[Callable[[], None]]
+) -> tuple[Callable[[int, int], None], None]:
+    def run(worker: int, efd: int) -> None:
+        Server(app, worker, efd, bool(options.get("lifespan")), int(options.get("threads") or 4)).run()
+
+    return run, None
