@@ -170,7 +170,7 @@ func (a *app) startInterpreter(index int) error {
 		if !ok {
 			return fmt.Errorf("more than %d worker threads in one process", maxWorkers)
 		}
-		w := &worker{id: id, c: &cworkers[i], pool: a.pool, interp: load, wake: make(chan *request, 1), loop: interp.loop}
+		w := &worker{id: id, c: &cworkers[i], pool: a.pool, interp: load, loop: interp.loop}
 		if interp.loop != nil {
 			cworkers[i].efd = C.int(interp.loop.efd)
 		}

@@ -58,8 +58,9 @@ func cBytes(p *C.char, n C.size_t) []byte {
 }
 
 // vvServe finishes the worker's current request with the final part of its
-// response, then blocks until the next request, whose packed CGI variables it
-// copies into the worker's C buffer. Returns 0 when the worker must exit.
+// response, then takes the next request if one waits, copying its packed CGI
+// variables into the worker's C buffer. It never blocks: 1 means run the
+// request, 0 sleep on the worker's semaphore and ask again, -1 exit.
 //
 //export vvServe
 func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, bodyLen C.size_t, flags C.int) C.int {
@@ -69,9 +70,12 @@ func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, body
 		req.finish(cBytes(head, headLen), cBytes(body, bodyLen), int(flags))
 	}
 	for {
-		req := w.pool.next(w)
-		if req == nil {
+		req, what := w.pool.next(w)
+		switch what {
+		case nextIdle:
 			return 0
+		case nextExit:
+			return -1
 		}
 		n := len(req.env)
 		if C.vv_worker_reserve(cw, C.size_t(n)) != 0 {

@@ -14,6 +14,10 @@ import (
 // of the least busy interpreter (each interpreter has its own GIL, so spreading
 // over interpreters is what buys parallelism), or queues it when every worker
 // is busy. Invariant: the queue holds requests only while no worker is idle.
+//
+// An idle C worker sleeps in C, on its own semaphore, not inside a Go call:
+// a goroutine parked on a C thread's locked M costs two scheduler hand-offs
+// per wake-up, which profiling showed to be the largest cost per request.
 
 var (
 	errQueueFull = errors.New("queue full")
@@ -27,10 +31,13 @@ type worker struct {
 	loop   *loop        // ASGI: the event loop this thread runs; nil for WSGI
 	pool   *pool
 	interp *interpLoad
-	wake   chan *request // nil: exit
-	cur    *request
+	cur    *request // the request the thread is running
 	seq    uint32
-	busy   bool // counted in interp.busy; guarded by pool.mu
+
+	// Guarded by pool.mu.
+	assigned *request // handed over while the thread slept
+	exit     bool
+	busy     bool // counted in interp.busy
 }
 
 // interpLoad tracks one interpreter's busy and idle workers.
@@ -45,15 +52,18 @@ type pool struct {
 	queue    []*request // FIFO; head at queue[0]
 	maxQueue int
 	closed   bool
+	wake     func(*worker) // wakes a sleeping worker thread
 }
 
 func newPool(interpreters, maxQueue int) *pool {
-	p := &pool{maxQueue: maxQueue, interps: make([]*interpLoad, interpreters)}
+	p := &pool{maxQueue: maxQueue, interps: make([]*interpLoad, interpreters), wake: wakeWorker}
 	for i := range p.interps {
 		p.interps[i] = &interpLoad{}
 	}
 	return p
 }
+
+func wakeWorker(w *worker) { C.vv_worker_wake(w.c) }
 
 // submit hands req to an idle worker or queues it.
 func (p *pool) submit(req *request) error {
@@ -73,8 +83,9 @@ func (p *pool) submit(req *request) error {
 		best.idle = best.idle[:len(best.idle)-1]
 		best.busy++
 		w.busy = true
+		w.assigned = req
 		p.mu.Unlock()
-		w.wake <- req
+		p.wake(w)
 		return nil
 	}
 	if len(p.queue) >= p.maxQueue {
@@ -86,10 +97,26 @@ func (p *pool) submit(req *request) error {
 	return nil
 }
 
-// next is called by a worker whose previous request (if any) is finished. It
-// returns the next request to run, or nil when the worker must exit.
-func (p *pool) next(w *worker) *request {
+// What next tells a worker thread to do.
+const (
+	nextRun  = iota // run the returned request
+	nextIdle        // sleep until woken, then ask again
+	nextExit        // end the thread
+)
+
+// next is called by a worker thread whose previous request, if any, is
+// finished. It never blocks: with nothing to run, the worker is listed as
+// idle and goes to sleep in C.
+func (p *pool) next(w *worker) (*request, int) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if req := w.assigned; req != nil {
+		w.assigned = nil
+		if req.state.CompareAndSwap(stateQueued, stateRunning) {
+			return req, nextRun
+		}
+		// Its client left between hand-off and wake-up.
+	}
 	if w.busy {
 		w.interp.busy--
 		w.busy = false
@@ -101,35 +128,14 @@ func (p *pool) next(w *worker) *request {
 		if req.state.CompareAndSwap(stateQueued, stateRunning) {
 			w.interp.busy++
 			w.busy = true
-			p.mu.Unlock()
-			return req
+			return req, nextRun
 		}
 	}
-	if p.closed {
-		p.mu.Unlock()
-		return nil
+	if p.closed || w.exit {
+		return nil, nextExit
 	}
 	w.interp.idle = append(w.interp.idle, w)
-	p.mu.Unlock()
-	for req := range w.wake {
-		if req == nil {
-			return nil
-		}
-		if req.state.CompareAndSwap(stateQueued, stateRunning) {
-			return req
-		}
-		// Its client left between hand-off and wake-up: idle again.
-		p.mu.Lock()
-		w.interp.busy--
-		w.busy = false
-		if p.closed {
-			p.mu.Unlock()
-			return nil
-		}
-		w.interp.idle = append(w.interp.idle, w)
-		p.mu.Unlock()
-	}
-	return nil
+	return nil, nextIdle
 }
 
 // close stops new submissions; queued requests still run, then workers exit.
@@ -141,8 +147,11 @@ func (p *pool) close() {
 		idle = append(idle, in.idle...)
 		in.idle = nil
 	}
+	for _, w := range idle {
+		w.exit = true
+	}
 	p.mu.Unlock()
 	for _, w := range idle {
-		w.wake <- nil
+		p.wake(w)
 	}
 }

@@ -210,6 +210,8 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         return NULL;
     }
     PyEval_SaveThread();
+    for (int i = 0; i < nworkers; i++)
+        sem_init(&workers[i].wake, 0, 0);
     return in;
 }
 
@@ -258,8 +260,10 @@ void vv_interp_end(vv_interp *in)
     Py_CLEAR(in->handler);
     Py_CLEAR(in->base_environ);
     Py_EndInterpreter(in->boot_ts);
-    for (int i = 0; i < in->nworkers; i++)
+    for (int i = 0; i < in->nworkers; i++) {
         free(in->workers[i].buf);
+        sem_destroy(&in->workers[i].wake);
+    }
     free(in->workers);
     free(in);
 }

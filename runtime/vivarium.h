@@ -8,6 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -35,6 +36,7 @@ typedef struct vv_worker {
     pthread_t thread;
     int started;
     int efd;                    /* ASGI: the eventfd the event loop watches */
+    sem_t wake;                 /* WSGI: an idle worker sleeps here */
 } vv_worker;
 
 /* One interpreter of one app. */
@@ -75,6 +77,7 @@ void vv_log_exception(uint64_t app_id, const char *what);
 /* worker.c */
 void *vv_worker_main(void *arg);
 void *vv_loop_main(void *arg);
+void vv_worker_wake(vv_worker *w);
 int vv_worker_reserve(vv_worker *w, size_t n);
 
 /* bridge.c */
@@ -82,6 +85,7 @@ int vv_bridge_register(void);
 int vv_bridge_bind(uint64_t app_id);
 
 /* Implemented in Go (plugin/bridge.go). Called without the GIL held. */
+/* vvServe: 1 run the request now in buf, 0 sleep on `wake` then ask again, -1 exit. */
 extern int vvServe(vv_worker *w, char *head, size_t head_len, char *body, size_t body_len, int flags);
 extern int vvSend(uint64_t token, char *head, size_t head_len, char *body, size_t body_len, int flags);
 extern ptrdiff_t vvRead(uint64_t token, char *buf, size_t n);

@@ -5,6 +5,7 @@
 #include "vivarium.h"
 
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 int vv_worker_reserve(vv_worker *w, size_t n)
@@ -124,6 +125,11 @@ fail:
     return NULL;
 }
 
+void vv_worker_wake(vv_worker *w)
+{
+    sem_post(&w->wake);
+}
+
 void *vv_worker_main(void *arg)
 {
     vv_worker *w = arg;
@@ -131,7 +137,19 @@ void *vv_worker_main(void *arg)
     PyThreadState *ts = PyThreadState_New(w->interp->state);
     response r = {0};
     PyObject *answer = NULL;
-    while (vvServe(w, r.head, r.head_len, r.body, r.body_len, r.flags)) {
+    for (;;) {
+        int rc = vvServe(w, r.head, r.head_len, r.body, r.body_len, r.flags);
+        memset(&r, 0, sizeof r);
+        if (rc < 0)
+            break;
+        if (rc == 0) {
+            /* Idle: Go posts the semaphore when it assigns a request or
+             * tells us to exit. Sleeping here, not in Go, is what keeps the
+             * hand-off cheap. */
+            while (sem_wait(&w->wake) != 0 && errno == EINTR)
+                ;
+            continue;
+        }
         PyEval_RestoreThread(ts);
         /* The previous answer stayed alive until Go had written it. */
         Py_CLEAR(answer);
