@@ -26,8 +26,8 @@ candidates=()
 for v in 3.15 3.14 3.13; do
 	p=$(command -v "python$v" 2>/dev/null) && candidates+=("$p")
 done
-for root in "${PYENV_ROOT:-$HOME/.pyenv}/versions" /usr/local /opt/python; do
-	for p in "$root"/3.1[3-9]*/bin/python3.1[3-9] "$root"/bin/python3.1[3-9]; do
+for root in "${PYENV_ROOT:-$HOME/.pyenv}/versions" /usr/local /opt/python /opt; do
+	for p in "$root"/3.1[3-9]*/bin/python3.1[3-9] "$root"/bin/python3.1[3-9] "$root"/python3.1[3-9]*/bin/python3.1[3-9]; do
 		[ -e "$p" ] && candidates+=("$p")
 	done
 done
