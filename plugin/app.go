@@ -30,6 +30,7 @@ type appConfig struct {
 	kind         string // "wsgi" or "asgi"
 	module       string
 	lifespan     bool
+	isolation    int // VV_ISOLATION_*
 	workingDir   string
 	venv         string
 	interpreters int
@@ -122,6 +123,7 @@ func (a *app) startInterpreter(index int) error {
 		working_dir:  strs[2],
 		venv:         strs[3],
 		options:      strs[4],
+		isolation:    C.int(a.cfg.isolation),
 		nsources:     C.int(len(sources)),
 		source_names: nameArr,
 		sources:      codeArr,

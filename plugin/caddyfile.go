@@ -45,6 +45,7 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	python [<matcher>] {
 //	    module_wsgi  <module:attr>   (or module_asgi <module:attr>)
 //	    lifespan     on|off          (ASGI only; default off)
+//	    isolation    interpreter|shared|main
 //	    venv         <path>
 //	    working_dir  <path>
 //	    interpreters <n>|auto
@@ -79,6 +80,11 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("lifespan must be on or off, not %q", arg)
 			}
 			p.Lifespan = arg
+		case "isolation":
+			if _, ok := isolationCodes[arg]; !ok {
+				return d.Errf("isolation must be interpreter, shared or main, not %q", arg)
+			}
+			p.Isolation = arg
 		case "venv":
 			p.Venv = arg
 		case "working_dir":
@@ -105,7 +111,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, venv, working_dir, interpreters, threads, max_queue, script_name)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name)", sub)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

@@ -4,6 +4,7 @@
 package plugin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -51,13 +53,19 @@ type Python struct {
 	// MaxQueue is how many requests may wait for a worker before new ones get
 	// 503 Service Unavailable. Default 1024.
 	MaxQueue int `json:"max_queue,omitempty"`
+	// Isolation is where the app runs: "interpreter" (default), its own
+	// interpreter with its own GIL; "shared", its own interpreter under the
+	// main GIL, for extension modules that refuse own-GIL interpreters;
+	// "main", the main interpreter itself (one app per process).
+	Isolation string `json:"isolation,omitempty"`
 	// ScriptName is the path prefix the app is mounted at: it becomes
 	// SCRIPT_NAME and is cut from PATH_INFO. The Caddyfile sets it from a
 	// `/prefix/*` matcher.
 	ScriptName string `json:"script_name,omitempty"`
 
-	app    *app
-	logger *zap.Logger
+	app        *app
+	logger     *zap.Logger
+	mainConfig context.Context // the config this app holds the main interpreter for
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,6 +147,9 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	if p.WorkingDir == "" {
 		p.WorkingDir = "."
 	}
+	if p.Isolation == "" {
+		p.Isolation = isolationInterpreter
+	}
 	var err error
 	if p.WorkingDir, err = filepath.Abs(p.WorkingDir); err != nil {
 		return err
@@ -151,6 +162,12 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
+	if p.Isolation == isolationMain {
+		if err := claimMain(ctx, p.name()); err != nil {
+			return err
+		}
+		p.mainConfig = ctx.Context
+	}
 	p.logger = p.logger.With(zap.String("app", p.module()), zap.String("working_dir", p.WorkingDir))
 	kind := "wsgi"
 	if p.ModuleASGI != "" {
@@ -160,6 +177,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		kind:         kind,
 		module:       p.module(),
 		lifespan:     p.Lifespan == "on",
+		isolation:    isolationCodes[p.Isolation],
 		workingDir:   p.WorkingDir,
 		venv:         p.Venv,
 		interpreters: int(p.Interpreters),
@@ -167,6 +185,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		maxQueue:     p.MaxQueue,
 	}, p.logger)
 	if err != nil {
+		p.releaseMain()
 		return fmt.Errorf("%s: %v", p.name(), err)
 	}
 	return nil
@@ -185,6 +204,16 @@ func (p *Python) Validate() error {
 	}
 	if p.Interpreters < 1 && p.Interpreters != CountAuto {
 		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
+	}
+	if _, ok := isolationCodes[p.Isolation]; !ok && p.Isolation != "" {
+		return fmt.Errorf("%s: isolation must be interpreter, shared or main, not %q", p.name(), p.Isolation)
+	}
+	if p.Isolation == isolationShared || p.Isolation == isolationMain {
+		if p.Interpreters > 1 || p.Interpreters == CountAuto {
+			return fmt.Errorf("%s: interpreters above 1 needs isolation interpreter: a %s app runs "+
+				"under the main GIL, so more interpreters would add memory but no parallelism; raise threads instead",
+				p.name(), p.Isolation)
+		}
 	}
 	if p.Threads < 1 {
 		return fmt.Errorf("%s: threads must be at least 1", p.name())
@@ -212,7 +241,49 @@ func (p *Python) Cleanup() error {
 		p.app.stop()
 		p.app = nil
 	}
+	p.releaseMain()
 	return nil
+}
+
+// Isolation modes, and their codes in runtime/vivarium.h.
+const (
+	isolationInterpreter = "interpreter"
+	isolationShared      = "shared"
+	isolationMain        = "main"
+)
+
+var isolationCodes = map[string]int{isolationInterpreter: 0, isolationShared: 1, isolationMain: 2}
+
+// mainUsers records, per loaded config, the app holding the main interpreter.
+// During a reload the outgoing config's app may still hold it: that is one
+// app replacing itself, not two apps sharing it.
+var mainUsers struct {
+	sync.Mutex
+	byConfig map[context.Context]string
+}
+
+func claimMain(ctx caddy.Context, name string) error {
+	mainUsers.Lock()
+	defer mainUsers.Unlock()
+	if other, taken := mainUsers.byConfig[ctx.Context]; taken {
+		return fmt.Errorf("%s: isolation main is taken by %s; only one app per process can run in the "+
+			"main interpreter: give this one isolation interpreter or shared", name, other)
+	}
+	if mainUsers.byConfig == nil {
+		mainUsers.byConfig = map[context.Context]string{}
+	}
+	mainUsers.byConfig[ctx.Context] = name
+	return nil
+}
+
+func (p *Python) releaseMain() {
+	if p.mainConfig == nil {
+		return
+	}
+	mainUsers.Lock()
+	delete(mainUsers.byConfig, p.mainConfig)
+	mainUsers.Unlock()
+	p.mainConfig = nil
 }
 
 // ServeHTTP queues the request for the app and waits until a worker has

@@ -89,11 +89,41 @@ def _venv_version(venv: str) -> str | None:
     return None
 
 
+# Values of the isolation setting (VV_ISOLATION_* in runtime/vivarium.h).
+INTERPRETER, SHARED, MAIN = 0, 1, 2
+
+
+def _stdlib_path() -> list[str]:
+    # The main interpreter was started isolated and without site, so its first
+    # sys.path holds only the standard library: nothing of the process's
+    # site-packages. An app in the main interpreter rewrites sys.path, so the
+    # first value is kept on the bridge module, which lives as long as it.
+    saved = getattr(_vivarium, "stdlib_path", None)
+    if saved is None:
+        saved = [p for p in sys.path if p]
+        _vivarium.stdlib_path = saved
+    return list(saved)
+
+
+def _forget_app_modules(working_dir: str, venv: str) -> None:
+    """Drops an earlier instance's own modules, so a reload in the main interpreter imports fresh code.
+
+    Modules of the venv stay, even when it sits inside working_dir: many
+    compiled ones (PyO3) load once per process.
+    """
+    prefix = os.path.join(working_dir, "")
+    keep = os.path.join(venv, "") if venv else None
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path:
+            continue
+        path = os.path.abspath(path)
+        if path.startswith(prefix) and not (keep and path.startswith(keep)):
+            del sys.modules[name]
+
+
 def _setup_path(working_dir: str, venv: str) -> None:
-    # The main interpreter was started isolated and without site, so sys.path
-    # holds only the standard library: nothing of the process's site-packages.
-    stdlib = [p for p in sys.path if p]
-    sys.path[:] = ([working_dir] if working_dir else []) + stdlib
+    sys.path[:] = ([working_dir] if working_dir else []) + _stdlib_path()
     if not venv:
         return
     if not os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
@@ -122,12 +152,27 @@ def _setup_path(working_dir: str, venv: str) -> None:
         sys.executable = python
 
 
-def _refused_extension(exc: BaseException) -> str | None:
-    """The extension module that refused to load in a subinterpreter, if that is the failure."""
+def _refused_extension(exc: BaseException) -> tuple[str, str] | None:
+    """(module, why) when an extension module refused this interpreter, else None."""
     for e in _chain(exc):
-        if isinstance(e, ImportError) and "does not support loading in subinterpreters" in str(e):
-            return e.name or str(e).split("module ", 1)[-1].split(" ", 1)[0]
+        if not isinstance(e, ImportError):
+            continue
+        text = str(e)
+        if "does not support loading in subinterpreters" in text:
+            return e.name or text.split("module ", 1)[-1].split(" ", 1)[0], "subinterpreters"
+        if "PyO3 modules" in text and "subinterpreters" in text:
+            return e.name or _innermost_module(e), "pyo3"
     return None
+
+
+def _innermost_module(exc: BaseException) -> str:
+    """The module whose import raised exc, from the deepest frame of its traceback."""
+    tb = exc.__traceback__
+    name = "?"
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", name)
+        tb = tb.tb_next
+    return name
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:
@@ -136,6 +181,24 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
         seen.append(exc)
         exc = exc.__cause__ or exc.__context__
     return seen
+
+
+def _refusal_message(module_name: str, refused: tuple[str, str]) -> str:
+    extension, why = refused
+    if why == "pyo3":
+        return (
+            f"importing '{module_name}' failed: extension module '{extension}' is built with PyO3, "
+            "which loads in only one interpreter per process, and another interpreter of this "
+            "process has loaded it already. Give one app that needs it `isolation main`, "
+            "or run such apps in separate Caddy processes."
+        )
+    return (
+        f"importing '{module_name}' failed: extension module '{extension}' does not support "
+        "own-GIL subinterpreters, so this app cannot have an interpreter of its own. "
+        "Use `isolation main` (the main interpreter; one app per process) or `isolation shared` "
+        "(a subinterpreter sharing the main GIL; for PyO3 modules such as pydantic_core only one "
+        "interpreter per process may load them). `caddy python-check` lists what loads where."
+    )
 
 
 def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> Any:
@@ -158,12 +221,7 @@ def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> An
     except BaseException as e:
         refused = _refused_extension(e)
         if refused:
-            raise AppError(
-                f"importing '{module_name}' failed: extension module '{refused}' does not support "
-                "own-GIL subinterpreters, so it cannot run isolated in its own interpreter. "
-                "Packages built on it (pydantic v2 and FastAPI use pydantic_core) need an "
-                "interpreter that shares the main GIL."
-            ) from None
+            raise AppError(_refusal_message(module_name, refused)) from None
         raise AppError(f"importing '{module_name}' raised an exception:\n{traceback.format_exc()}") from None
 
     obj: Any = module
@@ -191,6 +249,9 @@ def boot(cfg: dict[str, str]) -> tuple[str | None, Any, Any]:
     sys.stdout = LogStream(_vivarium.STDOUT, "<stdout>")
     sys.stderr = LogStream(_vivarium.STDERR, "<stderr>")
     try:
+        isolation = int(cfg["isolation"])
+        if isolation == MAIN and cfg["working_dir"]:
+            _forget_app_modules(cfg["working_dir"], cfg["venv"])
         _setup_path(cfg["working_dir"], cfg["venv"])
         adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
         app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], adapter.DEFAULT_ATTR)

@@ -131,8 +131,9 @@ static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
     mod = PyImport_ImportModule("vivarium_boot");
     if (mod == NULL)
         goto pyerr;
-    args = Py_BuildValue("{s:s,s:s,s:s,s:s,s:s}", "kind", cfg->kind, "module", cfg->module,
-                         "working_dir", cfg->working_dir, "venv", cfg->venv, "options", cfg->options);
+    args = Py_BuildValue("{s:s,s:s,s:s,s:s,s:s,s:i}", "kind", cfg->kind, "module", cfg->module,
+                         "working_dir", cfg->working_dir, "venv", cfg->venv, "options", cfg->options,
+                         "isolation", cfg->isolation);
     if (args == NULL)
         goto pyerr;
     res = PyObject_CallMethod(mod, "boot", "O", args);
@@ -151,9 +152,10 @@ static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
     }
     in->handler = Py_NewRef(PyTuple_GET_ITEM(res, 1));
     in->base_environ = Py_NewRef(PyTuple_GET_ITEM(res, 2));
+    /* Kept: in the main interpreter a later app re-executes vivarium_boot. */
+    in->boot_module = mod;
     Py_DECREF(res);
     Py_DECREF(args);
-    Py_DECREF(mod);
     return 0;
 pyerr:
     *err = vv_format_exception();
@@ -180,6 +182,23 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     in->nworkers = nworkers;
     in->workers = workers;
 
+    in->isolation = cfg->isolation;
+    PyEval_RestoreThread(main_ts);
+    if (cfg->isolation == VV_ISOLATION_MAIN) {
+        /* The app lives in the main interpreter, which is never ended. */
+        in->state = PyThreadState_GetInterpreter(main_ts);
+        if (boot(in, cfg, err) < 0) {
+            PyEval_SaveThread();
+            free(workers);
+            free(in);
+            return NULL;
+        }
+        PyEval_SaveThread();
+        for (int i = 0; i < nworkers; i++)
+            sem_init(&workers[i].wake, 0, 0);
+        return in;
+    }
+
     PyInterpreterConfig icfg = {
         .use_main_obmalloc = 0,
         .allow_fork = 0,
@@ -189,7 +208,13 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         .check_multi_interp_extensions = 1,
         .gil = PyInterpreterConfig_OWN_GIL,
     };
-    PyEval_RestoreThread(main_ts);
+    if (cfg->isolation == VV_ISOLATION_SHARED) {
+        /* A legacy subinterpreter: the main GIL and allocator, so extension
+         * modules with single-phase init (PyO3, Cython, most C) may load. */
+        icfg.use_main_obmalloc = 1;
+        icfg.check_multi_interp_extensions = 0;
+        icfg.gil = PyInterpreterConfig_SHARED_GIL;
+    }
     PyThreadState *ts = NULL;
     PyStatus status = Py_NewInterpreterFromConfig(&ts, &icfg);
     if (PyStatus_Exception(status)) {
@@ -250,16 +275,18 @@ void vv_interp_join(vv_interp *in)
 
 void vv_interp_end(vv_interp *in)
 {
-    PyEval_RestoreThread(in->boot_ts);
-    PyObject *boot = PyImport_ImportModule("vivarium_boot");
-    PyObject *r = boot ? PyObject_CallMethod(boot, "shutdown", NULL) : NULL;
+    PyEval_RestoreThread(in->isolation == VV_ISOLATION_MAIN ? main_ts : in->boot_ts);
+    PyObject *r = PyObject_CallMethod(in->boot_module, "shutdown", NULL);
     if (r == NULL)
         vv_log_exception(in->app_id, "app shutdown failed");
     Py_XDECREF(r);
-    Py_XDECREF(boot);
+    Py_CLEAR(in->boot_module);
     Py_CLEAR(in->handler);
     Py_CLEAR(in->base_environ);
-    Py_EndInterpreter(in->boot_ts);
+    if (in->isolation == VV_ISOLATION_MAIN)
+        PyEval_SaveThread();
+    else
+        Py_EndInterpreter(in->boot_ts);
     for (int i = 0; i < in->nworkers; i++) {
         free(in->workers[i].buf);
         sem_destroy(&in->workers[i].wake);

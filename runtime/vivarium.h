@@ -20,6 +20,11 @@
 #define VV_FLUSH 1 /* write to the client now: the app streams */
 #define VV_ABORT 2 /* the app failed after headers were sent: cut the connection */
 
+/* Where an app runs (the `isolation` directive). */
+#define VV_ISOLATION_INTERPRETER 0 /* its own interpreter with its own GIL */
+#define VV_ISOLATION_SHARED 1      /* its own interpreter sharing the main GIL */
+#define VV_ISOLATION_MAIN 2        /* the main interpreter itself */
+
 /* Kinds of line passed to vvLog: what the app printed, or an error we report. */
 #define VV_LOG_STDOUT 0
 #define VV_LOG_STDERR 1
@@ -42,11 +47,13 @@ typedef struct vv_worker {
 /* One interpreter of one app. */
 typedef struct vv_interp {
     uint64_t app_id;
+    int isolation;              /* VV_ISOLATION_* */
     PyThreadState *boot_ts;     /* the creating thread state; ends the interpreter */
     PyInterpreterState *state;
     int event_loop;             /* ASGI: one thread runs handler(worker_id, efd) */
     PyObject *handler;          /* WSGI: handler(environ, token) per request */
     PyObject *base_environ;     /* constant environ keys, copied per request */
+    PyObject *boot_module;      /* this instance's vivarium_boot, for shutdown */
     int nworkers;
     vv_worker *workers;
 } vv_interp;
@@ -55,6 +62,7 @@ typedef struct vv_interp {
 typedef struct vv_app_config {
     uint64_t app_id;
     const char *kind;           /* "wsgi" or "asgi" */
+    int isolation;              /* VV_ISOLATION_* */
     const char *module;         /* "pkg.module:attr" */
     const char *working_dir;    /* absolute, or "" */
     const char *venv;           /* absolute, or "" */
