@@ -93,15 +93,17 @@ func freeCStrings(cs []*C.char) {
 	}
 }
 
-func (a *app) startInterpreter(index int) error {
+// newInterpreter creates and boots one interpreter for cfg on the control
+// thread, with nworkers worker slots not yet started.
+func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, error) {
 	sources := pyadapters.Sources()
 	names := make([]string, len(sources))
 	codes := make([]string, len(sources))
 	for i, s := range sources {
 		names[i], codes[i] = s.Name, s.Code
 	}
-	options, _ := json.Marshal(map[string]any{"lifespan": a.cfg.lifespan, "threads": a.cfg.threads})
-	strs := cStrings(a.cfg.kind, a.cfg.module, a.cfg.workingDir, a.cfg.venv, string(options))
+	options, _ := json.Marshal(map[string]any{"lifespan": cfg.lifespan, "threads": cfg.threads})
+	strs := cStrings(cfg.kind, cfg.module, cfg.workingDir, cfg.venv, string(options))
 	defer freeCStrings(strs)
 	cnames, ccodes := cStrings(names...), cStrings(codes...)
 	defer freeCStrings(cnames)
@@ -117,41 +119,49 @@ func (a *app) startInterpreter(index int) error {
 	copy(unsafe.Slice(codeArr, len(sources)), ccodes)
 
 	ccfg := C.vv_app_config{
-		app_id:       C.uint64_t(a.id),
+		app_id:       C.uint64_t(appID),
 		kind:         strs[0],
 		module:       strs[1],
 		working_dir:  strs[2],
 		venv:         strs[3],
 		options:      strs[4],
-		isolation:    C.int(a.cfg.isolation),
+		isolation:    C.int(cfg.isolation),
 		nsources:     C.int(len(sources)),
 		source_names: nameArr,
 		sources:      codeArr,
 	}
+	var in *C.vv_interp
+	var cerr *C.char
+	var initErr error
+	onControlThread(func() {
+		if control.initErr != nil {
+			initErr = control.initErr
+			return
+		}
+		in = C.vv_interp_new(&ccfg, C.int(nworkers), &cerr)
+	})
+	if initErr != nil {
+		return nil, initErr
+	}
+	if in == nil {
+		return nil, errors.New(takeCString(cerr))
+	}
+	return in, nil
+}
 
+func (a *app) startInterpreter(index int) error {
 	// An ASGI interpreter has one thread, running its event loop; `threads`
 	// sizes that loop's executor instead.
 	nthreads := a.cfg.threads
 	if a.cfg.kind == "asgi" {
 		nthreads = 1
 	}
-	var in *C.vv_interp
-	var cerr *C.char
-	var initErr error
 	started := time.Now()
-	onControlThread(func() {
-		if control.initErr != nil {
-			initErr = control.initErr
-			return
-		}
-		in = C.vv_interp_new(&ccfg, C.int(nthreads), &cerr)
-	})
-	if initErr != nil {
-		return initErr
+	in, err := newInterpreter(a.cfg, a.id, nthreads)
+	if err != nil {
+		return err
 	}
-	if in == nil {
-		return errors.New(takeCString(cerr))
-	}
+	var cerr *C.char
 	interp := &interpreter{c: in}
 	a.interps = append(a.interps, interp)
 	if a.cfg.kind == "asgi" {

@@ -244,10 +244,62 @@ def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> An
     return obj
 
 
-def boot(cfg: dict[str, str]) -> tuple[str | None, Any, Any]:
-    """Called by the runtime: (error message, None, None) or (None, handler, base environ)."""
+def _check(cfg: dict[str, Any]) -> str:
+    """For `caddy python-check`: imports the app and reports, as JSON, whether
+    it loaded and which extension modules outside the standard library it loaded."""
+    from importlib.machinery import ExtensionFileLoader
+
+    before = set(sys.modules)
+    report: dict[str, Any] = {"ok": True, "error": None, "refused": None, "extensions": []}
+    try:
+        _setup_path(cfg["working_dir"], cfg["venv"])
+        try:
+            _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], "app")
+        except AppError as e:
+            report.update(ok=False, error=str(e))
+            refused = _refused_extension(e.__context__) if e.__context__ else None
+            report["refused"] = refused[0] if refused else None
+    except AppError as e:
+        report.update(ok=False, error=str(e))
+    stdlib = tuple(os.path.join(p, "") for p in _stdlib_path())
+    for name in sorted(set(sys.modules) - before):
+        module = sys.modules[name]
+        path = getattr(module, "__file__", None) or ""
+        if isinstance(getattr(module, "__loader__", None), ExtensionFileLoader) and not path.startswith(stdlib):
+            report["extensions"].append({"name": name, "file": path})
+    return json.dumps(report)
+
+
+def _probe(cfg: dict[str, Any]) -> str:
+    """For `caddy python-check`: loads each extension module file on its own,
+    without its package, and reports which load in this interpreter."""
+    import importlib.util
+
+    _setup_path(cfg["working_dir"], cfg["venv"])
+    results = []
+    for ext in json.loads(cfg["module"]):
+        try:
+            spec = importlib.util.spec_from_file_location(ext["name"], ext["file"])
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            results.append({"name": ext["name"], "ok": True, "error": None})
+        except BaseException as e:
+            results.append({"name": ext["name"], "ok": False, "error": f"{type(e).__name__}: {e}"})
+    return json.dumps(results)
+
+
+def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
+    """Called by the runtime: (error message, None, None) or (None, handler, base environ).
+
+    The kinds "check" and "probe" answer a JSON report in place of a handler.
+    """
     sys.stdout = LogStream(_vivarium.STDOUT, "<stdout>")
     sys.stderr = LogStream(_vivarium.STDERR, "<stderr>")
+    if cfg["kind"] == "check":
+        return None, _check(cfg), None
+    if cfg["kind"] == "probe":
+        return None, _probe(cfg), None
     try:
         isolation = int(cfg["isolation"])
         if isolation == MAIN and cfg["working_dir"]:

@@ -273,6 +273,18 @@ void vv_interp_join(vv_interp *in)
     }
 }
 
+/* The report a "check" or "probe" boot left in place of a handler (see
+ * vivarium_boot.check); the caller frees it. */
+char *vv_interp_report(vv_interp *in)
+{
+    PyEval_RestoreThread(in->isolation == VV_ISOLATION_MAIN ? main_ts : in->boot_ts);
+    const char *s = PyUnicode_Check(in->handler) ? PyUnicode_AsUTF8(in->handler) : NULL;
+    char *out = vv_strdupf("%s", s ? s : "{}");
+    PyErr_Clear();
+    PyEval_SaveThread();
+    return out;
+}
+
 void vv_interp_end(vv_interp *in)
 {
     PyEval_RestoreThread(in->isolation == VV_ISOLATION_MAIN ? main_ts : in->boot_ts);

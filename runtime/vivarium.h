@@ -78,6 +78,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err);
 int vv_interp_start(vv_interp *in, const int *worker_ids, char **err);
 void vv_interp_join(vv_interp *in);
 void vv_interp_end(vv_interp *in);
+char *vv_interp_report(vv_interp *in);
 const char *vv_python_version(void);
 char *vv_format_exception(void);
 void vv_log_exception(uint64_t app_id, const char *what);
