@@ -315,8 +315,17 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
     return None, handler, base
 
 
-def shutdown() -> None:
-    """Called by the runtime before the interpreter ends."""
+# How long threads the app started may take to finish when its interpreter ends.
+THREAD_GRACE_SECONDS = 5.0
+
+
+def shutdown() -> bool:
+    """Called by the runtime before the interpreter ends. False means: do not end it.
+
+    Ending an interpreter joins every non-daemon thread the app started; one
+    that never returns would hang the thread that creates and ends every
+    interpreter of the process. Such an interpreter is left alive instead.
+    """
     for hook in reversed(_shutdown_hooks):
         try:
             hook()
@@ -324,3 +333,21 @@ def shutdown() -> None:
             _vivarium.log(_vivarium.ERROR, f"shutdown hook failed:\n{traceback.format_exc()}")
     sys.stdout.flush()
     sys.stderr.flush()
+    import time
+
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is current or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
+    if stuck:
+        _vivarium.log(
+            _vivarium.ERROR,
+            f"threads {', '.join(stuck)} still run {THREAD_GRACE_SECONDS:g} s after the app was stopped; "
+            "its interpreter is left alive, since ending it would wait for them forever; "
+            "threads an app starts must end when it stops",
+        )
+        return False
+    return True

@@ -291,11 +291,14 @@ void vv_interp_end(vv_interp *in)
     PyObject *r = PyObject_CallMethod(in->boot_module, "shutdown", NULL);
     if (r == NULL)
         vv_log_exception(in->app_id, "app shutdown failed");
+    /* shutdown() answers False when threads of the app would make
+     * Py_EndInterpreter wait forever on this, the only control thread. */
+    int can_end = r != NULL && PyObject_IsTrue(r) == 1;
     Py_XDECREF(r);
     Py_CLEAR(in->boot_module);
     Py_CLEAR(in->handler);
     Py_CLEAR(in->base_environ);
-    if (in->isolation == VV_ISOLATION_MAIN)
+    if (in->isolation == VV_ISOLATION_MAIN || !can_end)
         PyEval_SaveThread();
     else
         Py_EndInterpreter(in->boot_ts);
