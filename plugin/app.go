@@ -213,7 +213,7 @@ func (a *app) stop() {
 		if in.loop != nil {
 			// Lifespan shutdown runs, open WebSockets are told the server goes away.
 			in.loop.post(evShutdown, 0)
-			close(in.loop.closed)
+			close(in.loop.closing)
 		}
 	}
 	var wg sync.WaitGroup
@@ -227,6 +227,7 @@ func (a *app) stop() {
 				freeWorkerID(w.id)
 			}
 			if in.loop != nil {
+				close(in.loop.exited)
 				in.loop.close()
 			}
 		}()

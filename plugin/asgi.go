@@ -138,16 +138,35 @@ func vvPostGo(token uint64, kind int, a, b []byte, flags int) int {
 func (q *asgiRequest) readBody(body io.Reader, wants <-chan struct{}) {
 	buf := make([]byte, inlineBody)
 	for range wants {
-		n, err := io.ReadFull(body, buf)
-		more := []byte("1")
-		if err != nil { // EOF, a short last part, or a broken client
-			more = []byte("0")
-		}
-		q.loop.post(evBody, q.token, buf[:n], more)
-		if err != nil {
+		n, err := fill(body, buf)
+		switch {
+		case err == io.EOF:
+			q.loop.post(evBody, q.token, buf[:n], []byte("0"))
+			return
+		case err != nil:
+			// A client gone mid-upload: the body is not complete, whatever
+			// arrived of it, so the app hears of a disconnect, not an end.
+			if q.markGone() {
+				q.loop.post(evDisconnect, q.token)
+			}
 			return
 		}
+		q.loop.post(evBody, q.token, buf[:n], []byte("1"))
 	}
+}
+
+// fill reads until buf is full or the body ends (io.EOF) or fails. Unlike
+// io.ReadFull it keeps a clean end apart from a broken one.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // scopeFields packs what the adapter needs to build an ASGI scope; the order
@@ -313,7 +332,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 				q.loop.post(evDisconnect, q.token)
 			}
 			continue
-		case <-q.loop.closed:
+		case <-q.loop.exited:
 			panic(http.ErrAbortHandler)
 		}
 		for _, m := range q.takeOut() {

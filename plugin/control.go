@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -59,3 +60,7 @@ func takeCString(s *C.char) string {
 	defer C.free(unsafe.Pointer(s))
 	return C.GoString(s)
 }
+
+// pythonXY is the Python version the binary was built against, like "3.13";
+// apps' venvs must be made with it.
+var pythonXY = fmt.Sprintf("%d.%d", C.PY_MAJOR_VERSION, C.PY_MINOR_VERSION)

@@ -30,8 +30,9 @@ const (
 type loop struct {
 	efd    int
 	active atomic.Int64 // requests in flight, for picking the least busy loop
-	ready  chan string  // startup outcome: "" ok, else the error
-	closed chan struct{}
+	ready   chan string   // startup outcome: "" ok, else the error
+	closing chan struct{} // closed when the app stops: WebSockets are told so
+	exited  chan struct{} // closed when the loop thread is gone: nothing will answer
 
 	mu       sync.Mutex
 	events   []byte // u32 count, then events
@@ -44,7 +45,7 @@ func newLoop() (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loop{efd: efd, ready: make(chan string, 1), closed: make(chan struct{}), events: make([]byte, 4, 4096)}, nil
+	return &loop{efd: efd, ready: make(chan string, 1), closing: make(chan struct{}), exited: make(chan struct{}), events: make([]byte, 4, 4096)}, nil
 }
 
 // post queues an event with its fields and wakes the loop if it sleeps.

@@ -228,7 +228,7 @@ func (p *Python) Validate() error {
 	}
 	if p.Venv != "" {
 		if st, err := os.Stat(p.Venv); err != nil || !st.IsDir() {
-			return fmt.Errorf("%s: venv %s is not a directory; create it with python3 -m venv %s", p.name(), p.Venv, p.Venv)
+			return fmt.Errorf("%s: venv %s is not a directory; create it with python%s -m venv %s", p.name(), p.Venv, pythonXY, p.Venv)
 		}
 	}
 	return nil

@@ -59,10 +59,11 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 				q.loop.post(evWSClose, q.token, []byte("1006"), nil)
 			}
 			continue
-		case <-q.loop.closed:
-			if conn != nil {
-				conn.Close(websocket.StatusGoingAway, "server shutting down")
+		case <-q.loop.closing:
+			if conn == nil {
+				return caddyhttp.Error(http.StatusServiceUnavailable, errClosed)
 			}
+			conn.Close(websocket.StatusGoingAway, "server shutting down")
 			return nil
 		}
 		for _, m := range q.takeOut() {

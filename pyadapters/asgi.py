@@ -38,6 +38,10 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
+# How long requests in flight may take to finish when the app is stopped;
+# below the Go side's bound on the whole stop (plugin/app.go drainTimeout).
+DRAIN_SECONDS = 25.0
+
 
 class ClientDisconnected(OSError):
     """send() after the client went away, as ASGI 2.4 asks of servers."""
@@ -128,7 +132,11 @@ class Cycle:
         except ClientDisconnected:
             flags = ABORT
         except BaseException:
-            _log_exception(f"exception in app for {scope.get('method', 'websocket')} {scope['path']}")
+            # Once the client is gone, frameworks turn our ClientDisconnected
+            # into errors of their own (Starlette's ClientDisconnect): that is
+            # the client leaving, not the app failing.
+            if not self.gone:
+                _log_exception(f"exception in app for {scope.get('method', 'websocket')} {scope['path']}")
             flags = ABORT
         finally:
             self.server.cycles.pop(self.token, None)
@@ -318,6 +326,7 @@ class Server:
         self.loop = asyncio.new_event_loop()
         self.lifespan: Lifespan | None = None
         self.state: dict[str, Any] | None = None
+        self.stopping = False
 
     def run(self) -> None:
         loop = self.loop
@@ -333,20 +342,29 @@ class Server:
                 self.state = self.lifespan.state
             loop.add_reader(self.efd, self._wake)
             _vivarium.ready(self.worker, None)
-            loop.run_forever()
+            loop.run_forever()  # until _stop() has drained the app
             loop.remove_reader(self.efd)
-            loop.run_until_complete(self._shutdown())
         finally:
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
             asyncio.set_event_loop(None)
 
+    async def _stop(self) -> None:
+        try:
+            await self._shutdown()
+        finally:
+            self.loop.stop()
+
     async def _shutdown(self) -> None:
-        # Caddy has drained HTTP requests by now; what is left are WebSockets.
+        # Requests still running finish (Caddy sends no new ones to an app it
+        # replaced, and tells open WebSockets the server is going away); what
+        # outlasts the grace period is cancelled.
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=DRAIN_SECONDS)
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
-            await asyncio.wait(self.tasks, timeout=5)
+            await asyncio.wait(set(self.tasks), timeout=5)
         if self.lifespan is not None:
             await self.lifespan.shutdown()
             if self.lifespan.task is not None:
@@ -366,7 +384,9 @@ class Server:
             elif kind == EV_WEBSOCKET:
                 self._start(WebSocketCycle(self, token), _scope("websocket", fields, self.state))
             elif kind == EV_SHUTDOWN:
-                self.loop.stop()
+                if not self.stopping:
+                    self.stopping = True
+                    self.loop.create_task(self._stop())
             else:
                 target = self.cycles.get(token)
                 if target is not None:

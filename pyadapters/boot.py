@@ -105,21 +105,30 @@ def _stdlib_path() -> list[str]:
     return list(saved)
 
 
-def _forget_app_modules(working_dir: str, venv: str) -> None:
-    """Drops an earlier instance's own modules, so a reload in the main interpreter imports fresh code.
+def _forget_app_modules() -> None:
+    """Drops the modules an earlier instance of the app imported from its
+    working_dir, so a reload in the main interpreter imports fresh code.
 
-    Modules of the venv stay, even when it sits inside working_dir: many
-    compiled ones (PyO3) load once per process.
+    Modules of the venv stay: many compiled ones (PyO3) load once per process.
+    The list lives on the bridge module, which lives as long as the interpreter.
     """
+    for name in getattr(_vivarium, "app_modules", ()):
+        sys.modules.pop(name, None)
+    _vivarium.app_modules = []
+
+
+def _remember_app_modules(before: set[str], working_dir: str, venv: str) -> None:
     prefix = os.path.join(working_dir, "")
-    keep = os.path.join(venv, "") if venv else None
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if not path:
+    venv_prefix = os.path.join(venv, "") if venv else None
+    mine = []
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules[name], "__file__", None)
+        if not path or path.startswith("<"):
             continue
         path = os.path.abspath(path)
-        if path.startswith(prefix) and not (keep and path.startswith(keep)):
-            del sys.modules[name]
+        if path.startswith(prefix) and not (venv_prefix and path.startswith(venv_prefix)):
+            mine.append(name)
+    _vivarium.app_modules = mine
 
 
 def _setup_path(working_dir: str, venv: str) -> None:
@@ -189,8 +198,10 @@ def _refusal_message(module_name: str, refused: tuple[str, str]) -> str:
         return (
             f"importing '{module_name}' failed: extension module '{extension}' is built with PyO3, "
             "which loads in only one interpreter per process, and another interpreter of this "
-            "process has loaded it already. Give one app that needs it `isolation main`, "
-            "or run such apps in separate Caddy processes."
+            "process has loaded it already: another app's, or this app's own instance that a "
+            "reload is replacing (in a new interpreter it cannot load again). Give the app that "
+            "needs it `isolation main`, which reloads in place, and run further such apps in "
+            "separate Caddy processes."
         )
     return (
         f"importing '{module_name}' failed: extension module '{extension}' does not support "
@@ -302,11 +313,16 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
         return None, _probe(cfg), None
     try:
         isolation = int(cfg["isolation"])
-        if isolation == MAIN and cfg["working_dir"]:
-            _forget_app_modules(cfg["working_dir"], cfg["venv"])
+        if isolation == MAIN:
+            _forget_app_modules()
         _setup_path(cfg["working_dir"], cfg["venv"])
         adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
-        app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], adapter.DEFAULT_ATTR)
+        before = set(sys.modules)
+        try:
+            app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], adapter.DEFAULT_ATTR)
+        finally:
+            if isolation == MAIN:
+                _remember_app_modules(before, cfg["working_dir"], cfg["venv"])
         handler, base = adapter.make_handler(app, json.loads(cfg["options"]), _shutdown_hooks)
     except AppError as e:
         return str(e), None, None
