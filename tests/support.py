@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +46,27 @@ def q(value) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def python_block(matcher: str | None, module_wsgi: str, **options) -> str:
-    """A `python` Caddyfile block. Options with value None are left out; path-like
-    options (working_dir, venv) are quoted. Options are written in the order given."""
+def python_block(
+    matcher: str | None,
+    module_wsgi: str | None = None,
+    *,
+    module_asgi: str | None = None,
+    lifespan: str | None = None,
+    **options,
+) -> str:
+    """A `python` Caddyfile block for a WSGI app (module_wsgi) or an ASGI app
+    (module_asgi, with `lifespan on|off` when given). Options with value None are
+    left out; path-like options (working_dir, venv) are quoted. Options are written
+    in the order given."""
+    if (module_wsgi is None) == (module_asgi is None):
+        raise ValueError("python_block wants exactly one of module_wsgi and module_asgi")
     head = "python" if not matcher else f"python {matcher}"
-    lines = [f"{head} {{", f"\tmodule_wsgi {q(module_wsgi)}"]
+    if module_wsgi is not None:
+        lines = [f"{head} {{", f"\tmodule_wsgi {q(module_wsgi)}"]
+    else:
+        lines = [f"{head} {{", f"\tmodule_asgi {q(module_asgi)}"]
+    if lifespan is not None:
+        lines.append(f"\tlifespan {lifespan}")
     for key, value in options.items():
         if value is None:
             continue
@@ -393,6 +410,41 @@ class Launcher:
     def stop_all(self) -> None:
         for caddy in self.running:
             caddy.stop()
+
+
+class RssSampler:
+    """Samples the server's VmRSS in the background; keeps the peak."""
+
+    def __init__(self, caddy):
+        self.caddy = caddy
+        self.peak = caddy.rss_kib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.caddy.rss_kib())
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.caddy.rss_kib())
+
+
+def wait_until(predicate, timeout: float = 10, interval: float = 0.05):
+    """Bounded wait for an eventually-true condition (not a timing assertion).
+    Returns the predicate's last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def venv_site_packages(venv: Path, version) -> Path:

@@ -3,14 +3,13 @@ held whole in the server."""
 
 import hashlib
 import random
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
 
-from support import app_dir, python_block
+from support import RssSampler, app_dir, python_block
 
 SIZE = 50 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -24,30 +23,6 @@ def server(caddy_launcher):
     )
     yield caddy
     caddy.stop()
-
-
-class RssSampler:
-    """Samples the server's VmRSS in the background; keeps the peak."""
-
-    def __init__(self, caddy):
-        self.caddy = caddy
-        self.peak = caddy.rss_kib()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.caddy.rss_kib())
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.caddy.rss_kib())
 
 
 def random_chunks(seed, size, chunk):

@@ -1,0 +1,20 @@
+"""Imports and uses pydantic; serves what it computed (tests/test_package_support.py)."""
+
+import pydantic
+
+
+class Model(pydantic.BaseModel):
+    x: int
+
+
+RESULT = Model(x="42").x
+
+
+def app(environ, start_response):
+    import json
+
+    import _interpreters
+
+    body = json.dumps({"result": RESULT, "interp_id": int(_interpreters.get_current()[0])}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
