@@ -26,7 +26,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 EXAMPLES=examples
-APPS=(flask django)
+APPS=(flask django starlette)
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
@@ -127,7 +127,7 @@ run() {
 	local bin=${VIVARIUM_BIN:-bin/caddy}
 	[ -x "$bin" ] || die "$bin not found; build it with 'make build' (or use 'make run')"
 	local port=${VIVARIUM_PORT:-8080}
-	log "serving http://localhost:$port/ with /flask/, /django/ and /django/admin/" \
+	log "serving http://localhost:$port/ with /flask/, /django/, /django/admin/ and /starlette/" \
 		"(user ${DJANGO_SUPERUSER_USERNAME:-admin}); Ctrl-C stops"
 	exec "$bin" run --config "$EXAMPLES/Caddyfile" --adapter caddyfile
 }
