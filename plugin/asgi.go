@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -141,7 +140,7 @@ func (q *asgiRequest) readBody(body io.Reader, wants <-chan struct{}) {
 		n, err := fill(body, buf)
 		switch {
 		case err == io.EOF:
-			q.loop.post(evBody, q.token, buf[:n], []byte("0"))
+			q.loop.post(evBody, q.token, bytesField(buf[:n]), "0")
 			return
 		case err != nil:
 			// A client gone mid-upload: the body is not complete, whatever
@@ -151,7 +150,7 @@ func (q *asgiRequest) readBody(body io.Reader, wants <-chan struct{}) {
 			}
 			return
 		}
-		q.loop.post(evBody, q.token, buf[:n], []byte("1"))
+		q.loop.post(evBody, q.token, bytesField(buf[:n]), "1")
 	}
 }
 
@@ -171,33 +170,34 @@ func fill(r io.Reader, buf []byte) (int, error) {
 
 // scopeFields packs what the adapter needs to build an ASGI scope; the order
 // is the one pyadapters/asgi.py unpacks.
-func scopeFields(r *http.Request, rootPath string, body []byte, more bool) [][]byte {
+func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []string {
 	version := "1.1"
-	switch r.ProtoMajor {
-	case 1:
-		if r.ProtoMinor == 0 {
-			version = "1.0"
-		}
-	default:
+	switch {
+	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
+		version = "1.0"
+	case r.ProtoMajor > 1:
 		version = strconv.Itoa(r.ProtoMajor)
 	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	path := r.URL.Path
-	if rootPath != "" && strings.HasPrefix(path, rootPath) &&
-		(len(path) == len(rootPath) || path[len(rootPath)] == '/') {
-		// ASGI keeps the full path and names the mount point in root_path.
-	} else {
+	// ASGI keeps the full path and names the mount point in root_path.
+	if !mountedAt(r.URL.Path, rootPath) {
 		rootPath = ""
 	}
-	var hb bytes.Buffer
+	var hb strings.Builder
 	writeHeader := func(name, value string) {
 		if hb.Len() > 0 {
 			hb.WriteByte(0)
 		}
-		hb.WriteString(strings.ToLower(name))
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			hb.WriteByte(c)
+		}
 		hb.WriteByte(0)
 		hb.WriteString(value)
 	}
@@ -210,13 +210,7 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) [][]b
 			writeHeader(name, v)
 		}
 	}
-	clientHost, clientPort, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		clientHost = r.RemoteAddr
-	}
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		clientHost = ip
-	}
+	clientHost, clientPort := clientAddr(r)
 	serverHost, serverPort := r.Host, ""
 	if h, p, err := net.SplitHostPort(r.Host); err == nil {
 		serverHost, serverPort = h, p
@@ -226,19 +220,15 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) [][]b
 			serverHost, serverPort = h, p
 		}
 	}
-	rawPath := r.URL.RawPath
-	if rawPath == "" {
-		rawPath = r.URL.EscapedPath()
-	}
 	moreFlag := "0"
 	if more {
 		moreFlag = "1"
 	}
-	return [][]byte{
-		[]byte(version), []byte(r.Method), []byte(scheme), []byte(path), []byte(rawPath),
-		[]byte(r.URL.RawQuery), []byte(rootPath), hb.Bytes(),
-		[]byte(clientHost), []byte(clientPort), []byte(serverHost), []byte(serverPort),
-		body, []byte(moreFlag),
+	return []string{
+		version, r.Method, scheme, r.URL.Path, r.URL.EscapedPath(),
+		r.URL.RawQuery, rootPath, hb.String(),
+		clientHost, clientPort, serverHost, serverPort,
+		bytesField(body), moreFlag,
 	}
 }
 

@@ -67,8 +67,7 @@ func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 
 	path := r.URL.Path
 	script := ""
-	if scriptName != "" && strings.HasPrefix(path, scriptName) &&
-		(len(path) == len(scriptName) || path[len(scriptName)] == '/') {
+	if mountedAt(path, scriptName) {
 		script, path = scriptName, path[len(scriptName):]
 	}
 	e.add("SCRIPT_NAME", script)
@@ -107,14 +106,7 @@ func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 	e.add("SERVER_NAME", host)
 	e.add("SERVER_PORT", port)
 
-	remoteIP, remotePort, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		remoteIP = r.RemoteAddr
-	}
-	// Behind trusted proxies Caddy knows the real client; apps see it too.
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		remoteIP = ip
-	}
+	remoteIP, remotePort := clientAddr(r)
 	e.add("REMOTE_ADDR", remoteIP)
 	e.add("REMOTE_PORT", remotePort)
 
@@ -136,4 +128,23 @@ func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 		e.addHeader(name, strings.Join(values, sep))
 	}
 	return e.bytes()
+}
+
+// mountedAt tells whether path lies under the mount prefix (whole segments).
+func mountedAt(path, prefix string) bool {
+	return prefix != "" && strings.HasPrefix(path, prefix) &&
+		(len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
+// clientAddr is the client as Caddy sees it: behind trusted proxies, the real
+// client's IP, which apps then see too.
+func clientAddr(r *http.Request) (host, port string) {
+	host, port, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		host = ip
+	}
+	return host, port
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,8 +49,9 @@ func newLoop() (*loop, error) {
 	return &loop{efd: efd, ready: make(chan string, 1), closing: make(chan struct{}), exited: make(chan struct{}), events: make([]byte, 4, 4096)}, nil
 }
 
-// post queues an event with its fields and wakes the loop if it sleeps.
-func (l *loop) post(kind byte, token uint64, fields ...[]byte) {
+// post queues an event with its fields and wakes the loop if it sleeps. The
+// fields are copied before post returns (see bytesField).
+func (l *loop) post(kind byte, token uint64, fields ...string) {
 	l.mu.Lock()
 	b := append(l.events, kind)
 	b = binary.LittleEndian.AppendUint64(b, token)
@@ -84,4 +86,10 @@ func (l *loop) take(fill func([]byte)) {
 
 func (l *loop) close() {
 	unix.Close(l.efd)
+}
+
+// bytesField passes b to post without a copy of its own: post copies every
+// field into the inbox before it returns.
+func bytesField(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }

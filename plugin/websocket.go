@@ -56,7 +56,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 			// Before the upgrade, the client left; after it, the reader sees the close.
 			ctxDone = nil
 			if conn == nil && q.markGone() {
-				q.loop.post(evWSClose, q.token, []byte("1006"), nil)
+				q.loop.post(evWSClose, q.token, "1006")
 			}
 			continue
 		case <-q.loop.closing:
@@ -89,7 +89,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 				if err != nil {
 					p.logger.Debug("websocket handshake failed", zap.Error(err))
 					if q.markGone() {
-						q.loop.post(evWSClose, q.token, []byte("1006"), nil)
+						q.loop.post(evWSClose, q.token, "1006")
 					}
 					continue
 				}
@@ -104,7 +104,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 					typ = websocket.MessageBinary
 				}
 				if err := conn.Write(ctx, typ, m.b); err != nil && q.markGone() {
-					q.loop.post(evWSClose, q.token, []byte("1006"), nil)
+					q.loop.post(evWSClose, q.token, "1006")
 				}
 				q.written(len(m.b))
 			case postWSClose:
@@ -143,7 +143,7 @@ func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest) {
 				code = websocket.StatusAbnormalClosure
 			}
 			if q.markGone() {
-				q.loop.post(evWSClose, q.token, []byte(strconv.Itoa(int(code))), nil)
+				q.loop.post(evWSClose, q.token, strconv.Itoa(int(code)))
 			}
 			return
 		}
@@ -151,7 +151,7 @@ func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest) {
 		if typ == websocket.MessageBinary {
 			kind = evWSBytes
 		}
-		q.loop.post(kind, q.token, data)
+		q.loop.post(kind, q.token, bytesField(data))
 	}
 }
 
