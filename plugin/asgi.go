@@ -379,4 +379,3 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 }
-

@@ -136,4 +136,6 @@ func positive(s string) (int, error) {
 
 type strconvError string
 
-func (e strconvError) Error() string { return "want a positive whole number, got " + strconv.Quote(string(e)) }
+func (e strconvError) Error() string {
+	return "want a positive whole number, got " + strconv.Quote(string(e))
+}

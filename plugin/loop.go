@@ -29,8 +29,8 @@ const (
 )
 
 type loop struct {
-	efd    int
-	active atomic.Int64 // requests in flight, for picking the least busy loop
+	efd     int
+	active  atomic.Int64  // requests in flight, for picking the least busy loop
 	ready   chan string   // startup outcome: "" ok, else the error
 	closing chan struct{} // closed when the app stops: WebSockets are told so
 	exited  chan struct{} // closed when the loop thread is gone: nothing will answer

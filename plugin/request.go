@@ -9,8 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/net/http/httpguts"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Flags on a response part; the same values as VV_FLUSH and VV_ABORT in runtime/vivarium.h.
