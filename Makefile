@@ -35,11 +35,18 @@ $(TEST_VENV)/.ok: tests/requirements.txt
 test: build $(TEST_VENV)/.ok test-go test-py
 
 test-go:
+	@unformatted=$$(gofmt -l plugin cmd pyadapters *.go); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted"; exit 1; }
 	go vet ./...
 	go test ./...
 
 test-py: build $(TEST_VENV)/.ok
 	VIVARIUM_BIN=$(CURDIR)/bin/caddy $(TEST_VENV)/bin/python -m pytest -ra tests
+
+# Vivarium beside gunicorn, uvicorn and Granian, driven by wrk; writes
+# docs/benchmarks/ (results.json, README.md, charts). BENCH_ARGS=--quick for a
+# short run; see bench/README.md.
+bench: build
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf bin $(TEST_VENV) tests/.venvs

@@ -120,7 +120,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if p.ModuleWSGI != "" && p.ModuleASGI != "" {
 		return d.Err("python block has both module_wsgi and module_asgi; one app per block")
 	}
-	if p.Lifespan != "" && p.ModuleASGI == "" {
+	if p.Lifespan == "on" && p.ModuleASGI == "" {
 		return d.Err("lifespan applies to ASGI apps (module_asgi) only")
 	}
 	return nil

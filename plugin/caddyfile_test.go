@@ -25,6 +25,8 @@ func TestCaddyfileReadsEveryDirective(t *testing.T) {
 		threads 8
 		max_queue 50
 		script_name /api
+		isolation shared
+		lifespan off
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +35,7 @@ func TestCaddyfileReadsEveryDirective(t *testing.T) {
 		Interpreters: 3, Threads: 8, MaxQueue: 50, ScriptName: "/api"}
 	if p.ModuleWSGI != want.ModuleWSGI || p.Venv != want.Venv || p.WorkingDir != want.WorkingDir ||
 		p.Interpreters != want.Interpreters || p.Threads != want.Threads || p.MaxQueue != want.MaxQueue ||
-		p.ScriptName != want.ScriptName {
+		p.ScriptName != want.ScriptName || p.Isolation != "shared" || p.Lifespan != "off" {
 		t.Fatalf("got %+v, want %+v", *p, want)
 	}
 }
@@ -58,6 +60,10 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"two values":           {"python {\n module_wsgi a:b c:d\n}", "exactly one value"},
 		"path as module":       {"python {\n module_wsgi ./app/main.py\n}", "working_dir"},
 		"bad script_name":      {"python {\n module_wsgi main:app\n script_name api/\n}", "script_name"},
+		"unknown isolation":    {"python {\n module_wsgi main:app\n isolation process\n}", "isolation must be"},
+		"bad lifespan":         {"python {\n module_asgi main:app\n lifespan auto\n}", "lifespan must be"},
+		"lifespan for wsgi":    {"python {\n module_wsgi main:app\n lifespan on\n}", "ASGI"},
+		"two apps in a block":  {"python {\n module_wsgi a:b\n module_asgi c:d\n}", "one app per block"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
