@@ -104,7 +104,7 @@ func cmdPythonCheck(fl caddycmd.Flags) (int, error) {
 		return 2, errors.New("fix the import error first")
 	}
 	exts := own.Extensions
-	shared := checkReport{}
+	shared, reloaded := checkReport{}, checkReport{}
 	if !own.OK {
 		sharedCfg := base
 		sharedCfg.isolation = isolationCodes[isolationShared]
@@ -113,6 +113,11 @@ func cmdPythonCheck(fl caddycmd.Flags) (int, error) {
 		}
 		if shared.OK {
 			exts = shared.Extensions
+			// A reload starts the app in a new interpreter: some extensions
+			// (PyO3, numpy, Cython) load in only one per process.
+			if err := runReport(sharedCfg, &reloaded); err != nil {
+				return 2, err
+			}
 		}
 	}
 
@@ -146,17 +151,23 @@ func cmdPythonCheck(fl caddycmd.Flags) (int, error) {
 	fmt.Fprintln(out, "\nisolation:")
 	fmt.Fprintf(out, "  interpreter  %s\n", verdict(own))
 	if !own.OK {
-		fmt.Fprintf(out, "  shared       %s\n", verdict(shared))
-		fmt.Fprintln(out, "  main         works for any app that imports in Python itself (one app per process)")
+		switch {
+		case shared.OK && !reloaded.OK:
+			fmt.Fprintf(out, "  shared       fails on reload: starts once, but a second interpreter in the process "+
+				"cannot load it again: %s\n", reloaded.Error)
+		default:
+			fmt.Fprintf(out, "  shared       %s\n", verdict(shared))
+		}
+		fmt.Fprintln(out, "  main         works for any app that imports in Python itself (one app per process; reloads in place)")
 	}
 	strongest := isolationMain
 	switch {
 	case own.OK:
 		fmt.Fprintln(out, "\nstrongest isolation that works: interpreter")
 		return 0, nil
-	case shared.OK:
+	case shared.OK && reloaded.OK:
 		strongest = isolationShared
-		fmt.Fprintln(out, "\nstrongest isolation that works: shared (for PyO3 extensions: one such app per process; else main)")
+		fmt.Fprintln(out, "\nstrongest isolation that works: shared")
 	default:
 		fmt.Fprintln(out, "\nstrongest isolation that works: main")
 	}

@@ -171,6 +171,9 @@ def _refused_extension(exc: BaseException) -> tuple[str, str] | None:
             return e.name or text.split("module ", 1)[-1].split(" ", 1)[0], "subinterpreters"
         if "PyO3 modules" in text and "subinterpreters" in text:
             return e.name or _innermost_module(e), "pyo3"
+        # numpy's and Cython's words for the same limit as PyO3's.
+        if "more than once per process" in text or "only be loaded into one interpreter per process" in text:
+            return e.name or _innermost_module(e), "once"
     return None
 
 
@@ -194,10 +197,11 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
 
 def _refusal_message(module_name: str, refused: tuple[str, str]) -> str:
     extension, why = refused
-    if why == "pyo3":
+    if why in ("pyo3", "once"):
+        built = "is built with PyO3, which loads" if why == "pyo3" else "loads"
         return (
-            f"importing '{module_name}' failed: extension module '{extension}' is built with PyO3, "
-            "which loads in only one interpreter per process, and another interpreter of this "
+            f"importing '{module_name}' failed: extension module '{extension}' {built} "
+            "in only one interpreter per process, and another interpreter of this "
             "process has loaded it already: another app's, or this app's own instance that a "
             "reload is replacing (in a new interpreter it cannot load again). Give the app that "
             "needs it `isolation main`, which reloads in place, and run further such apps in "
@@ -207,8 +211,9 @@ def _refusal_message(module_name: str, refused: tuple[str, str]) -> str:
         f"importing '{module_name}' failed: extension module '{extension}' does not support "
         "own-GIL subinterpreters, so this app cannot have an interpreter of its own. "
         "Use `isolation main` (the main interpreter; one app per process) or `isolation shared` "
-        "(a subinterpreter sharing the main GIL; for PyO3 modules such as pydantic_core only one "
-        "interpreter per process may load them). `caddy python-check` lists what loads where."
+        "(a subinterpreter sharing the main GIL; modules such as pydantic_core, numpy and "
+        "Cython-built ones load in only one interpreter per process, and a reload needs a new "
+        "one, so for them use main). `caddy python-check` tells which applies."
     )
 
 
