@@ -6,8 +6,12 @@
 #                           create the demo superuser admin/admin if missing
 #   scripts/demo.sh serve   setup, then run bin/caddy with examples/Caddyfile
 #   scripts/demo.sh run     run bin/caddy with examples/Caddyfile, no setup
+#   scripts/demo.sh start   migrate Django's database and create the superuser if
+#                           missing, then run bin/caddy: for a prepared tree whose
+#                           database may be new (the Docker image's command). Makes no
+#                           venv and installs nothing; fails when setup has not run.
 #
-# Neither builds anything: `make build` (or `make run`, which builds then serves) makes
+# None builds anything: `make build` (or `make run`, which builds then serves) makes
 # bin/caddy. Works from any directory; every step is idempotent.
 #
 # Environment:
@@ -16,17 +20,19 @@
 #                   was built against (same X.Y).
 #   VIVARIUM_BIN    the Caddy binary to run (default: bin/caddy in the repository)
 #   VIVARIUM_PORT   the port to serve on (default 8080; read by examples/Caddyfile)
+#   VIVARIUM_ADMIN_PORT  the port of Caddy's admin endpoint on localhost (default 2019)
 #   DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL   the demo superuser
 #                   (default admin / admin / admin@example.com)
 #   DJANGO_SQLITE_PATH   where the Django demo keeps its database
-#                   (default examples/django/db.sqlite3)
+#                   (default examples/django/db.sqlite3); its directory is created
+#                   when missing
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 EXAMPLES=examples
-APPS=(flask django starlette)
+APPS=(flask django starlette fastapi)
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
@@ -75,15 +81,18 @@ install_requirements() {
 	cp "$req" "$stamp"
 }
 
-setup_django() {
-	local dir=$EXAMPLES/django
-	local manage=("$dir/.venv/bin/python" "$dir/manage.py")
+DJANGO_DIR=$EXAMPLES/django
+MANAGE=("$DJANGO_DIR/.venv/bin/python" "$DJANGO_DIR/manage.py")
 
-	log "django: migrate"
+# migrate_django: the database is migrated and has the demo superuser.
+migrate_django() {
+	local manage=("${MANAGE[@]}")
+	if [ -n "${DJANGO_SQLITE_PATH:-}" ]; then
+		mkdir -p "$(dirname "$DJANGO_SQLITE_PATH")"
+	fi
+
+	log "django: migrate ${DJANGO_SQLITE_PATH:-$DJANGO_DIR/db.sqlite3}"
 	"${manage[@]}" migrate --noinput --verbosity 0
-
-	log "django: collectstatic into $dir/staticfiles"
-	"${manage[@]}" collectstatic --noinput --verbosity 0
 
 	# createsuperuser --noinput reads DJANGO_SUPERUSER_*; they are given to these two
 	# commands only, so the password does not end up in Caddy's environment.
@@ -111,6 +120,12 @@ sys.exit(0 if User.objects.filter(**{User.USERNAME_FIELD: name}).exists() else 3
 	esac
 }
 
+setup_django() {
+	migrate_django
+	log "django: collectstatic into $DJANGO_DIR/staticfiles"
+	"${MANAGE[@]}" collectstatic --noinput --verbosity 0
+}
+
 setup() {
 	find_python
 	log "using $PYTHON ($(py_version "$PYTHON"))"
@@ -123,12 +138,26 @@ setup() {
 	log "setup done"
 }
 
+# start: for a tree that setup prepared (the Docker image) whose database may be new
+# or older than the code: migrate, then run. Installs nothing.
+start() {
+	local app
+	for app in "${APPS[@]}"; do
+		[ -x "$EXAMPLES/$app/.venv/bin/python" ] ||
+			die "$EXAMPLES/$app/.venv is missing; run '$0 setup' first"
+	done
+	migrate_django
+	run
+}
+
 run() {
 	local bin=${VIVARIUM_BIN:-bin/caddy}
 	[ -x "$bin" ] || die "$bin not found; build it with 'make build' (or use 'make run')"
 	local port=${VIVARIUM_PORT:-8080}
-	log "serving http://localhost:$port/ with /flask/, /django/, /django/admin/ and /starlette/" \
-		"(user ${DJANGO_SUPERUSER_USERNAME:-admin}); Ctrl-C stops"
+	log "serving http://localhost:$port/ with /flask/, /django/, /django/admin/, /starlette/" \
+		"and /fastapi/ (user ${DJANGO_SUPERUSER_USERNAME:-admin}); Ctrl-C stops"
+	# The superuser's password is for createsuperuser only, not for Caddy and the apps.
+	unset DJANGO_SUPERUSER_PASSWORD
 	exec "$bin" run --config "$EXAMPLES/Caddyfile" --adapter caddyfile
 }
 
@@ -136,8 +165,9 @@ case ${1:-} in
 setup) setup ;;
 serve) setup; run ;;
 run) run ;;
+start) start ;;
 *)
-	echo "usage: $0 setup|serve|run" >&2
+	echo "usage: $0 setup|serve|run|start" >&2
 	exit 2
 	;;
 esac
