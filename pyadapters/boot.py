@@ -131,6 +131,20 @@ def _remember_app_modules(before: set[str], working_dir: str, venv: str) -> None
     _vivarium.app_modules = mine
 
 
+def _refuse_fork() -> None:
+    """The main interpreter allows os.fork, which subinterpreters refuse. A
+    fork without exec copies one thread of a multithreaded Go process: the
+    child cannot run. Refuse it the same way here; subprocess (fork+exec in
+    C) still works."""
+
+    def refused(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("fork is not supported in an app served by Vivarium (use subprocess)")
+
+    os.fork = refused
+    if hasattr(os, "forkpty"):
+        os.forkpty = refused
+
+
 def _setup_path(working_dir: str, venv: str) -> None:
     sys.path[:] = ([working_dir] if working_dir else []) + _stdlib_path()
     if not venv:
@@ -320,6 +334,7 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
         isolation = int(cfg["isolation"])
         if isolation == MAIN:
             _forget_app_modules()
+            _refuse_fork()
         _setup_path(cfg["working_dir"], cfg["venv"])
         adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
         before = set(sys.modules)

@@ -465,3 +465,17 @@ def test_reloading_a_config_with_a_shared_fastapi_app_keeps_it_serving(caddy_lau
         assert caddy.alive()
     finally:
         caddy.stop()
+
+
+@pytest.mark.parametrize("isolation", ["interpreter", "shared", "main"])
+def test_os_fork_is_refused_in_every_isolation(caddy_launcher, isolation):
+    """A fork without exec would copy one thread of a multithreaded Go process."""
+    caddy = caddy_launcher.start(
+        python_block("/p/*", "probe:app", isolation=isolation, working_dir=app_dir("probe"))
+    )
+    try:
+        answer = caddy.get_json("/p/fork")
+    finally:
+        caddy.stop()
+    assert answer["forked"] is False, answer
+    assert "fork" in answer["error"], answer

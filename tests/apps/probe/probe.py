@@ -93,6 +93,16 @@ def app(environ, start_response):
             },
         )
 
+    if path == "/fork":
+        try:
+            pid = os.fork()
+        except RuntimeError as exc:
+            return _json(start_response, {"forked": False, "error": str(exc)})
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return _json(start_response, {"forked": True})
+
     if path == "/global":
         if method == "POST":
             STATE["value"] = _read_body(environ).decode("utf-8")
