@@ -107,6 +107,12 @@ func (q *asgiRequest) written(n int) {
 	}
 }
 
+func (q *asgiRequest) isGone() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.gone
+}
+
 func (q *asgiRequest) markGone() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -366,6 +372,10 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 					return nil
 				}
 			case postDone:
+				if q.isGone() {
+					// The client left first; there is no one to answer.
+					return nil
+				}
 				if m.flags&flagAbort != 0 || !headerSent {
 					if headerSent {
 						panic(http.ErrAbortHandler)
