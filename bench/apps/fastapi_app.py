@@ -1,0 +1,14 @@
+"""FastAPI hello. pydantic_core refuses own-GIL interpreters, so Vivarium runs
+this app with `isolation main`."""
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from work import HELLO
+
+app = FastAPI()
+
+
+@app.get("/", response_class=PlainTextResponse)
+async def hello():
+    return HELLO
