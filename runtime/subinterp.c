@@ -167,38 +167,13 @@ fail:
     return -1;
 }
 
-vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
+/* Attaches the interpreter the isolation mode asks for: a new one, or the main
+ * one itself. On failure nothing is attached and *err says why. */
+static PyThreadState *enter_interpreter(int isolation, char **err)
 {
-    vv_interp *in = calloc(1, sizeof *in);
-    vv_worker *workers = calloc((size_t)nworkers, sizeof *workers);
-    if (in == NULL || workers == NULL) {
-        free(in);
-        free(workers);
-        *err = vv_strdupf("out of memory");
-        return NULL;
-    }
-    in->app_id = cfg->app_id;
-    in->event_loop = strcmp(cfg->kind, "asgi") == 0;
-    in->nworkers = nworkers;
-    in->workers = workers;
-
-    in->isolation = cfg->isolation;
     PyEval_RestoreThread(main_ts);
-    if (cfg->isolation == VV_ISOLATION_MAIN) {
-        /* The app lives in the main interpreter, which is never ended. */
-        in->state = PyThreadState_GetInterpreter(main_ts);
-        if (boot(in, cfg, err) < 0) {
-            PyEval_SaveThread();
-            free(workers);
-            free(in);
-            return NULL;
-        }
-        PyEval_SaveThread();
-        for (int i = 0; i < nworkers; i++)
-            sem_init(&workers[i].wake, 0, 0);
-        return in;
-    }
-
+    if (isolation == VV_ISOLATION_MAIN)
+        return main_ts;
     PyInterpreterConfig icfg = {
         .use_main_obmalloc = 0,
         .allow_fork = 0,
@@ -208,7 +183,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         .check_multi_interp_extensions = 1,
         .gil = PyInterpreterConfig_OWN_GIL,
     };
-    if (cfg->isolation == VV_ISOLATION_SHARED) {
+    if (isolation == VV_ISOLATION_SHARED) {
         /* A legacy subinterpreter: the main GIL and allocator, so extension
          * modules with single-phase init (PyO3, Cython, most C) may load. */
         icfg.use_main_obmalloc = 1;
@@ -221,23 +196,45 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         /* On failure the main thread state is attached again. */
         *err = vv_strdupf("cannot create an interpreter: %s", status.err_msg ? status.err_msg : "?");
         PyEval_SaveThread();
-        free(workers);
-        free(in);
         return NULL;
     }
+    return ts;
+}
+
+vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
+{
+    vv_interp *in = calloc(1, sizeof *in);
+    vv_worker *workers = calloc((size_t)nworkers, sizeof *workers);
+    if (in == NULL || workers == NULL) {
+        *err = vv_strdupf("out of memory");
+        goto fail;
+    }
+    in->app_id = cfg->app_id;
+    in->isolation = cfg->isolation;
+    in->event_loop = strcmp(cfg->kind, "asgi") == 0;
+    in->nworkers = nworkers;
+    in->workers = workers;
+
+    PyThreadState *ts = enter_interpreter(cfg->isolation, err);
+    if (ts == NULL)
+        goto fail;
     in->boot_ts = ts;
     in->state = PyThreadState_GetInterpreter(ts);
     if (boot(in, cfg, err) < 0) {
-        Py_EndInterpreter(ts);
-        /* Py_EndInterpreter leaves no thread state attached, as we want. */
-        free(workers);
-        free(in);
-        return NULL;
+        if (ts == main_ts)
+            PyEval_SaveThread();
+        else
+            Py_EndInterpreter(ts); /* leaves no thread state attached, as we want */
+        goto fail;
     }
     PyEval_SaveThread();
     for (int i = 0; i < nworkers; i++)
         sem_init(&workers[i].wake, 0, 0);
     return in;
+fail:
+    free(workers);
+    free(in);
+    return NULL;
 }
 
 int vv_interp_start(vv_interp *in, const int *worker_ids, char **err)
@@ -277,7 +274,7 @@ void vv_interp_join(vv_interp *in)
  * vivarium_boot.check); the caller frees it. */
 char *vv_interp_report(vv_interp *in)
 {
-    PyEval_RestoreThread(in->isolation == VV_ISOLATION_MAIN ? main_ts : in->boot_ts);
+    PyEval_RestoreThread(in->boot_ts);
     const char *s = PyUnicode_Check(in->handler) ? PyUnicode_AsUTF8(in->handler) : NULL;
     char *out = vv_strdupf("%s", s ? s : "{}");
     PyErr_Clear();
@@ -287,7 +284,7 @@ char *vv_interp_report(vv_interp *in)
 
 void vv_interp_end(vv_interp *in)
 {
-    PyEval_RestoreThread(in->isolation == VV_ISOLATION_MAIN ? main_ts : in->boot_ts);
+    PyEval_RestoreThread(in->boot_ts);
     PyObject *r = PyObject_CallMethod(in->boot_module, "shutdown", NULL);
     if (r == NULL)
         vv_log_exception(in->app_id, "app shutdown failed");

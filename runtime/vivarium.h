@@ -48,7 +48,8 @@ typedef struct vv_worker {
 typedef struct vv_interp {
     uint64_t app_id;
     int isolation;              /* VV_ISOLATION_* */
-    PyThreadState *boot_ts;     /* the creating thread state; ends the interpreter */
+    PyThreadState *boot_ts;     /* attaches this interpreter on the control thread
+                                   (the main thread state in isolation main) */
     PyInterpreterState *state;
     int event_loop;             /* ASGI: one thread runs handler(worker_id, efd) */
     PyObject *handler;          /* WSGI: handler(environ, token) per request */
