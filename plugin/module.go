@@ -168,6 +168,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		}
 		p.mainConfig = ctx.Context
 	}
+	raiseGOMAXPROCS(p.logger)
 	p.logger = p.logger.With(zap.String("app", p.module()), zap.String("working_dir", p.WorkingDir))
 	kind := "wsgi"
 	if p.ModuleASGI != "" {
