@@ -5,8 +5,10 @@ Imported by conftest.py (fixtures) and by the test modules.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -449,3 +451,24 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.05):
 
 def venv_site_packages(venv: Path, version) -> Path:
     return venv / "lib" / f"python{version[0]}.{version[1]}" / "site-packages"
+
+
+def random_chunks(seed: int, size: int, chunk: int):
+    """size bytes of seeded random data in parts of chunk bytes: the same for a seed."""
+    rng = random.Random(seed)
+    left = size
+    while left > 0:
+        n = min(chunk, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+def valid_retry_after(value: str) -> bool:
+    """RFC 9110: delay-seconds or an HTTP-date."""
+    value = value.strip()
+    if value.isdigit():
+        return True
+    try:
+        return email.utils.parsedate_to_datetime(value) is not None
+    except (TypeError, ValueError):
+        return False

@@ -4,7 +4,6 @@ client disconnects, the executor, a full queue, and errors before/after the resp
 started."""
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import os
@@ -19,7 +18,15 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from support import RssSampler, app_dir, python_block, venv_site_packages, wait_until
+from support import (
+    RssSampler,
+    app_dir,
+    python_block,
+    random_chunks,
+    valid_retry_after,
+    venv_site_packages,
+    wait_until,
+)
 
 STARLETTE = "1.10.0"
 DJANGO = "6.1.3"
@@ -250,14 +257,6 @@ def test_a_body_up_to_64_kib_arrives_in_one_message(server, size):
     assert report["messages"] == [[size, False]], report["messages"]
     assert report["sha256"] == hashlib.sha256(payload).hexdigest()
 
-
-def random_chunks(seed, size, chunk):
-    rng = random.Random(seed)
-    left = size
-    while left > 0:
-        n = min(chunk, left)
-        yield rng.randbytes(n)
-        left -= n
 
 
 def test_a_50_mb_upload_is_received_part_by_part(server, measurement):
@@ -532,16 +531,6 @@ def test_an_app_with_two_interpreters_spreads_requests_over_both(start_caddy):
 
 # ---------------------------------------------------------------------- a full queue
 
-
-def valid_retry_after(value):
-    """RFC 9110: delay-seconds or an HTTP-date."""
-    value = value.strip()
-    if value.isdigit():
-        return True
-    try:
-        return email.utils.parsedate_to_datetime(value) is not None
-    except (TypeError, ValueError):
-        return False
 
 
 def test_past_max_queue_requests_get_503_with_retry_after(start_caddy):

@@ -1,7 +1,6 @@
 """Requests are spread over an app's interpreters (each with its own GIL) and threads;
 a full queue answers 503 with Retry-After instead of piling up."""
 
-import email.utils
 import statistics
 import threading
 import time
@@ -11,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from support import app_dir, python_block
+from support import app_dir, python_block, valid_retry_after
 
 TARGET_SECONDS = 0.4  # CPU time of one CPU-bound request
 
@@ -145,16 +144,6 @@ def test_threads_n_gives_n_requests_in_the_app_at_once(start_caddy):
     assert len({b["thread_ident"] for b in bodies}) == 3, bodies
     assert len({b["interp_id"] for b in bodies}) == 1, bodies
 
-
-def valid_retry_after(value):
-    """RFC 9110: delay-seconds or an HTTP-date."""
-    value = value.strip()
-    if value.isdigit():
-        return True
-    try:
-        return email.utils.parsedate_to_datetime(value) is not None
-    except (TypeError, ValueError):
-        return False
 
 
 @pytest.fixture

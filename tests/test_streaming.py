@@ -2,14 +2,13 @@
 held whole in the server."""
 
 import hashlib
-import random
 import time
 import uuid
 
 import httpx
 import pytest
 
-from support import RssSampler, app_dir, python_block
+from support import RssSampler, app_dir, python_block, random_chunks
 
 SIZE = 50 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -24,14 +23,6 @@ def server(caddy_launcher):
     yield caddy
     caddy.stop()
 
-
-def random_chunks(seed, size, chunk):
-    rng = random.Random(seed)
-    left = size
-    while left > 0:
-        n = min(chunk, left)
-        yield rng.randbytes(n)
-        left -= n
 
 
 def warm_up(server):
