@@ -140,7 +140,13 @@ class Cycle:
             flags = ABORT
         finally:
             self.server.cycles.pop(self.token, None)
-            _post(self.token, POST_DONE, None, b"", flags)
+            if flags or not self.done_with_final_send():
+                _post(self.token, POST_DONE, None, b"", flags)
+
+    def done_with_final_send(self) -> bool:
+        """Whether Go already finished this request with the final send, so
+        that the app returning needs no message of its own."""
+        return False
 
     def finished_flags(self) -> int:
         return 0
@@ -208,6 +214,10 @@ class HTTPCycle(Cycle):
             await self._post(POST_HTTP, head, message.get("body", b""), MORE if more else 0)
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    def done_with_final_send(self) -> bool:
+        # plugin/asgi.go ends the request at the body without more_body.
+        return self.complete
 
     def finished_flags(self) -> int:
         if self.complete:
