@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -129,13 +130,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func positive(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
-		return 0, strconvError(s)
+		return 0, fmt.Errorf("want a positive whole number, got %q", s)
 	}
 	return n, nil
-}
-
-type strconvError string
-
-func (e strconvError) Error() string {
-	return "want a positive whole number, got " + strconv.Quote(string(e))
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -109,9 +108,9 @@ func (c *Count) parse(s string) error {
 		*c = CountAuto
 		return nil
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return fmt.Errorf(`want a positive number or "auto", got %q`, s)
+	n, err := positive(s)
+	if err != nil {
+		return fmt.Errorf(`%v, or "auto"`, err)
 	}
 	*c = Count(n)
 	return nil

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -81,8 +82,8 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 				}
 				for h := m.b; len(h) > 0; {
 					var name, value []byte
-					name, h, _ = cutNUL(h)
-					value, h, _ = cutNUL(h)
+					name, h, _ = bytes.Cut(h, []byte{0})
+					value, h, _ = bytes.Cut(h, []byte{0})
 					w.Header().Add(string(name), string(value))
 				}
 				conn, err = websocket.Accept(w, r, opts)
@@ -153,13 +154,4 @@ func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest) {
 		}
 		q.loop.post(kind, q.token, bytesField(data))
 	}
-}
-
-func cutNUL(b []byte) (before, after []byte, found bool) {
-	for i, c := range b {
-		if c == 0 {
-			return b[:i], b[i+1:], true
-		}
-	}
-	return b, nil, false
 }

@@ -138,12 +138,6 @@ static PyObject *bridge_log(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
-static uint32_t get_le32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-
 /* poll(worker_id) -> list of (kind, token, *fields): every event Go queued for
  * this event loop (see plugin/loop.go for the layout). Fields are bytes. */
 static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -164,7 +158,7 @@ static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     const char *p = buf, *end = buf + len;
-    uint32_t count = get_le32(p);
+    uint32_t count = (uint32_t)vv_le(p, 4);
     p += 4;
     PyObject *list = PyList_New(0);
     if (list == NULL)
@@ -173,10 +167,8 @@ static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t na
         if (end - p < 11)
             goto corrupt;
         int kind = (unsigned char)p[0];
-        uint64_t token = 0;
-        for (int b = 0; b < 8; b++)
-            token |= (uint64_t)(unsigned char)p[1 + b] << (8 * b);
-        int nfields = (unsigned char)p[9] | (unsigned char)p[10] << 8;
+        uint64_t token = vv_le(p + 1, 8);
+        int nfields = (int)vv_le(p + 9, 2);
         p += 11;
         PyObject *ev = PyTuple_New(2 + nfields);
         if (ev == NULL)
@@ -188,7 +180,7 @@ static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t na
                 Py_DECREF(ev);
                 goto corrupt;
             }
-            uint32_t flen = get_le32(p);
+            uint32_t flen = (uint32_t)vv_le(p, 4);
             p += 4;
             if ((size_t)(end - p) < flen) {
                 Py_DECREF(ev);

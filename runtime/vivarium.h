@@ -73,6 +73,16 @@ typedef struct vv_app_config {
     const char **sources;
 } vv_app_config;
 
+/* Go packs request data and events little-endian (plugin/environ.go, plugin/loop.go). */
+static inline uint64_t vv_le(const char *p, int nbytes)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    uint64_t v = 0;
+    for (int i = 0; i < nbytes; i++)
+        v |= (uint64_t)u[i] << (8 * i);
+    return v;
+}
+
 /* subinterp.c: called from Go's single control thread only. */
 int vv_runtime_init(char **err);
 vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err);

@@ -23,13 +23,6 @@ int vv_worker_reserve(vv_worker *w, size_t n)
     return 0;
 }
 
-static uint32_t get_u32(const char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* Adds the packed CGI variables Go wrote (u32 count, then u32-length-prefixed
  * key and value pairs, see plugin/environ.go) to environ as latin-1 strings,
  * the "native strings" of PEP 3333. */
@@ -38,18 +31,18 @@ static int fill_environ(PyObject *environ, const char *buf, size_t len)
     const char *p = buf, *end = buf + len;
     if (end - p < 4)
         goto corrupt;
-    uint32_t count = get_u32(p);
+    uint32_t count = (uint32_t)vv_le(p, 4);
     p += 4;
     for (uint32_t i = 0; i < count; i++) {
         if (end - p < 4)
             goto corrupt;
-        uint32_t klen = get_u32(p);
+        uint32_t klen = (uint32_t)vv_le(p, 4);
         p += 4;
         if ((size_t)(end - p) < (size_t)klen + 4)
             goto corrupt;
         const char *k = p;
         p += klen;
-        uint32_t vlen = get_u32(p);
+        uint32_t vlen = (uint32_t)vv_le(p, 4);
         p += 4;
         if ((size_t)(end - p) < vlen)
             goto corrupt;
