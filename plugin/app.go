@@ -96,7 +96,7 @@ func freeCStrings(cs []*C.char) {
 // newInterpreter creates and boots one interpreter for cfg on the control
 // thread, with nworkers worker slots not yet started.
 func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, error) {
-	sources := pyadapters.Sources()
+	sources := pyadapters.Sources(cfg.kind)
 	names := make([]string, len(sources))
 	codes := make([]string, len(sources))
 	for i, s := range sources {

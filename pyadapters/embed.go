@@ -3,10 +3,7 @@
 // files besides the apps themselves.
 package pyadapters
 
-import (
-	"embed"
-	"strings"
-)
+import "embed"
 
 //go:embed *.py
 var files embed.FS
@@ -17,19 +14,22 @@ type Source struct {
 	Code string
 }
 
-// Sources returns every adapter module; boot.py becomes "vivarium_boot" and so on.
-func Sources() []Source {
-	entries, err := files.ReadDir(".")
+// Sources returns the adapter modules an interpreter of the given kind needs:
+// vivarium_boot and, for "wsgi" or "asgi", that adapter (wsgi.py becomes
+// "vivarium_wsgi"). Only those: the ASGI adapter's asyncio alone would add
+// about 9 MB to every WSGI interpreter.
+func Sources(kind string) []Source {
+	out := []Source{load("boot")}
+	if kind == "wsgi" || kind == "asgi" {
+		out = append(out, load(kind))
+	}
+	return out
+}
+
+func load(name string) Source {
+	code, err := files.ReadFile(name + ".py")
 	if err != nil {
 		panic(err) // embedded at build time: cannot fail
 	}
-	out := make([]Source, 0, len(entries))
-	for _, e := range entries {
-		code, err := files.ReadFile(e.Name())
-		if err != nil {
-			panic(err)
-		}
-		out = append(out, Source{Name: "vivarium_" + strings.TrimSuffix(e.Name(), ".py"), Code: string(code)})
-	}
-	return out
+	return Source{Name: "vivarium_" + name, Code: string(code)}
 }
