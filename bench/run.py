@@ -299,6 +299,7 @@ def versions(python: str, caddy: Path, venvs: dict[str, Path]) -> dict:
         "python": command_output([python, "-c", "import sys; print(sys.version.split()[0])"]),
         "caddy": command_output([str(caddy), "version"]).split()[0],
         "wrk": command_output(["wrk", "-v"]).splitlines()[0].split(" Copyright")[0],
+        "libpython": libpython_link(caddy, python),
     }
     script = ("import json, sys, importlib.metadata as m; "
               "print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))")
@@ -308,6 +309,14 @@ def versions(python: str, caddy: Path, venvs: dict[str, Path]) -> dict:
             for package, version in json.loads(text or "{}").items():
                 out.setdefault(package, version)
     return out
+
+
+def libpython_link(caddy: Path, python: str) -> str:
+    """How bin/caddy and the peers' Python hold the interpreter: linked into
+    the executable (static) or from libpython.so (shared)."""
+    def how(binary: str) -> str:
+        return "shared" if "libpython" in command_output(["ldd", binary]) else "static"
+    return f"Vivarium {how(str(caddy))}, peers' python {how(python)}"
 
 
 def measure_cpu_work(venv: Path) -> float:
@@ -752,7 +761,7 @@ def markdown(results: dict) -> str:
     if others:
         lines.append(f"| Other programs' CPU during the runs | mean {sum(others) / len(others):.0f}%, "
                      f"max {max(others):.0f}% of one core (0 on a quiet machine; see \"Others\" below) |")
-    for key in ["go", "python", "caddy", "wrk", "gunicorn", "uvicorn", "uvloop", "httptools", "granian",
+    for key in ["go", "python", "libpython", "caddy", "wrk", "gunicorn", "uvicorn", "uvloop", "httptools", "granian",
                 "flask", "werkzeug", "django", "starlette", "fastapi", "pydantic", "matplotlib"]:
         if key in v:
             lines.append(f"| {key} | {v[key]} |")
