@@ -179,6 +179,33 @@ def test_write_callable_output_comes_before_the_iterable(server):
     assert response.content == b"written-1;written-2;returned-3"
 
 
+def test_a_small_body_without_content_length_is_sent_with_one(server):
+    response = server.get("/api/plain")
+    assert response.status_code == 200
+    assert response.content == b"no length declared"
+    assert response.headers.get("content-length") == "18"
+    assert "transfer-encoding" not in response.headers
+
+
+def test_sized_responses_follow_each_other_on_one_kept_alive_connection(server):
+    """A response that fills its Content-Length is flushed by the worker thread
+    itself; the next request on the same connection must still be read and answered."""
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        client_ports = set()
+        for i in range(30):
+            response = client.get(f"/api/environ/{i}")
+            assert response.status_code == 200
+            env = response.json()["values"]
+            assert env["PATH_INFO"] == f"/environ/{i}"
+            assert response.headers["content-length"] == str(len(response.content))
+            client_ports.add(env["REMOTE_PORT"])
+        head = client.head("/api/environ/0")
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) > 0
+        assert client.get("/api/plain").content == b"no length declared"
+    assert len(client_ports) == 1, f"the connection was not kept alive: client ports {client_ports}"
+
+
 def test_start_response_with_exc_info_replaces_status_and_headers(server):
     response = server.get("/api/exc_info")
     assert response.status_code == 202, response.text

@@ -9,6 +9,7 @@ Routes (on PATH_INFO):
   POST /input/iterate           for line in wsgi.input
   POST /input/readlines         wsgi.input.readlines()
   GET  /write                   body through the write() callable, then the iterable
+  GET  /plain                   a list body without Content-Length
   GET  /exc_info                start_response, then start_response again with exc_info
   GET  /double_start            start_response twice without exc_info (must raise)
   GET  /headers                 repeated Set-Cookie response headers
@@ -125,6 +126,10 @@ def app(environ, start_response):
 
     if path.startswith("/input/"):
         return _input_route(environ, start_response, path[len("/input/"):])
+
+    if path == "/plain":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"no length ", b"declared"]
 
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
