@@ -218,6 +218,8 @@ TARGETS = [
      ("granian-wsgi", "hello"), 1.0),
     ("Flask 2 interp vs gunicorn sync 2 workers + Caddy", ("vivarium-flask-2", "hello"),
      ("gunicorn-sync", "hello"), 4.0),
+    ("raw WSGI 1 interp vs Caddy respond", ("vivarium-raw-1", "hello"),
+     ("caddy-respond", "hello"), 0.6),
     ("raw WSGI 2 interp vs Caddy respond", ("vivarium-raw-2", "hello"),
      ("caddy-respond", "hello"), 0.6),
     ("Starlette 2 interp vs Granian ASGI 2 workers", ("vivarium-starlette-2", "hello"),
