@@ -838,10 +838,13 @@ def markdown(results: dict) -> str:
         "## Targets",
         "",
         f"Computed from this run, at {TARGET_CONNS} connections unless said otherwise; met or not, as "
-        f"measured. The servers a target compares ran {meta.get('target_rounds', 1)} times in all (the main run, then "
-        "rounds in alternating order), and the target is the median of the rounds' ratios: the speed "
-        "of a shared machine drifts by tens of percent within minutes, and moves all servers alike "
-        "only over seconds.",
+        "measured. " + (f"The servers a target compares ran {meta['target_rounds']} times in all (the main "
+                        "run, then rounds in alternating order), and the target is the median of the "
+                        "rounds' ratios: the speed of a shared machine drifts by tens of percent within "
+                        "minutes, and moves all servers alike only over seconds."
+                        if meta.get("target_rounds", 1) > 1 else
+                        "Each server ran once: a ratio near a target may fall either side of it in "
+                        "another run."),
         "",
         "| Target | Measured | Wanted | Met | From |",
         "| --- | --- | --- | --- | --- |",
