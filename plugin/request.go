@@ -41,7 +41,6 @@ type request struct {
 	failed     bool  // the app failed before sending headers: answer 500
 	aborted    bool  // the app failed after sending headers: cut the connection
 	written    int64 // body bytes written
-	length     int64 // the Content-Length the app declared, or -1
 	body       io.Reader
 	logger     *zap.Logger
 }
@@ -51,7 +50,6 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 func newRequest(w http.ResponseWriter, r *http.Request, logger *zap.Logger) *request {
 	req := requestPool.Get().(*request)
 	req.w, req.r, req.body, req.logger = w, r, r.Body, logger
-	req.length = -1
 	req.state.Store(stateQueued)
 	return req
 }
@@ -81,7 +79,7 @@ func (req *request) finish(head, body []byte, flags int) {
 		if !req.headerSent {
 			req.failed = true
 		}
-	} else if req.headerSent && req.r.ProtoMajor == 1 && req.written == req.length {
+	} else if req.headerSent && req.r.ProtoMajor == 1 && req.written == declaredLength(req.w.Header()) {
 		_ = http.NewResponseController(req.w).Flush()
 	}
 	req.done <- struct{}{}
@@ -115,13 +113,16 @@ func (req *request) writeHead(head []byte) error {
 		return err
 	}
 	req.headerSent = true
-	req.length = -1
-	if cl := req.w.Header().Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil {
-			req.length = n
-		}
-	}
 	return nil
+}
+
+// declaredLength is the response's Content-Length, or -1 when it has none.
+func declaredLength(h http.Header) int64 {
+	n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // writeHead writes the status and headers an adapter packed as
