@@ -35,6 +35,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -744,12 +745,6 @@ def find_point(points, server, endpoint, conns=TARGET_CONNS):
     return None
 
 
-def median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def rounds_of(points, rounds, server, endpoint) -> list[dict]:
     """The point of round 1 (the main run) and those of the extra rounds."""
     first = find_point(points, server, endpoint)
@@ -757,21 +752,27 @@ def rounds_of(points, rounds, server, endpoint) -> list[dict]:
     return ([first] if first else []) + sorted(extra, key=lambda p: p["round"])
 
 
+def ratio_row(target: str, ratios: list[float], parts: list[str], wanted: float, at_least: bool) -> dict:
+    """A target row from the ratio each round measured: their median against wanted."""
+    value = round(statistics.median(ratios), 2) if ratios else None
+    detail = "; ".join(parts) or "not measured"
+    if len(ratios) > 1:
+        detail = f"median of {len(ratios)} rounds: " + detail
+    met = None if value is None else (value >= wanted if at_least else value <= wanted)
+    return {"target": target, "value": value, "wanted": f"{'>=' if at_least else '<='} {wanted:g}x",
+            "met": met, "ratios": [round(r, 3) for r in ratios], "detail": detail}
+
+
 def compute_targets(points, idle_rss, rounds=()) -> list[dict]:
     out = []
     for name, (ns, ne), (ds, de), wanted in TARGETS:
-        nums, dens = rounds_of(points, rounds, ns, ne), rounds_of(points, rounds, ds, de)
-        ratios = [n["rps"] / d["rps"] for n, d in zip(nums, dens) if d["rps"]]
-        value = round(median(ratios), 2) if ratios else None
-        detail = "not measured"
-        if ratios:
-            detail = "req/s " + "; ".join(f"{n['rps']:.0f} / {d['rps']:.0f} = {r:.2f}"
-                                          for n, d, r in zip(nums, dens, ratios))
-            if len(ratios) > 1:
-                detail = f"median of {len(ratios)} rounds: " + detail
-        out.append({"target": name, "value": value, "wanted": f">= {wanted:g}x",
-                    "met": None if value is None else value >= wanted,
-                    "ratios": [round(r, 3) for r in ratios], "detail": detail})
+        pairs = [(n, d) for n, d in zip(rounds_of(points, rounds, ns, ne), rounds_of(points, rounds, ds, de))
+                 if d["rps"]]
+        ratios = [n["rps"] / d["rps"] for n, d in pairs]
+        parts = [f"{n['rps']:.0f} / {d['rps']:.0f} = {r:.2f}" for (n, d), r in zip(pairs, ratios)]
+        if parts:
+            parts[0] = "req/s " + parts[0]
+        out.append(ratio_row(name, ratios, parts, wanted, at_least=True))
     per = idle_rss.get("per_extra_interpreter_mib") if idle_rss else None
     out.append({"target": "RSS per extra Flask interpreter", "value": per,
                 "wanted": f"<= {RSS_PER_INTERPRETER_TARGET_MIB} MiB",
@@ -781,15 +782,9 @@ def compute_targets(points, idle_rss, rounds=()) -> list[dict]:
     for server, label in P99_TARGET_SERVERS.items():
         ps = [p for p in rounds_of(points, rounds, server, "hello") if p["p50_ms"]]
         ratios = [p["p99_ms"] / p["p50_ms"] for p in ps]
-        ratio = round(median(ratios), 2) if ratios else None
-        detail = "; ".join(f"p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms = {r:.2f}"
-                           for p, r in zip(ps, ratios)) or "not measured"
-        if len(ratios) > 1:
-            detail = f"median of {len(ratios)} rounds: " + detail
-        out.append({"target": f"p99 / p50 at {TARGET_CONNS} conns ({label})", "value": ratio,
-                    "wanted": f"<= {P99_OVER_P50_TARGET:g}x",
-                    "met": None if ratio is None else ratio <= P99_OVER_P50_TARGET,
-                    "ratios": [round(r, 3) for r in ratios], "detail": detail})
+        parts = [f"p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms = {r:.2f}" for p, r in zip(ps, ratios)]
+        out.append(ratio_row(f"p99 / p50 at {TARGET_CONNS} conns ({label})", ratios, parts,
+                             P99_OVER_P50_TARGET, at_least=False))
     return out
 
 
@@ -994,12 +989,13 @@ def main() -> int:
     venv_names = {s.venv for s in servers if s.venv} | {"flask", "charts"}
     venvs = ensure_venvs(sorted(venv_names), python)
     ENDPOINTS["cpu"] = Endpoint("/cpu", expect=cpu_expect())
+    target_rounds = 1 if args.quick else max(1, args.target_rounds)
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "versions": versions(python, caddy, venvs),
         "duration_s": args.duration, "warmup_s": args.warmup,
-        "target_rounds": 1 if args.quick else max(1, args.target_rounds),
+        "target_rounds": target_rounds,
         "cpu_work_ms": measure_cpu_work(venvs["flask"]),
     }
     log(f"machine: {meta['machine']}")
@@ -1009,9 +1005,9 @@ def main() -> int:
     for spec in servers:
         points += run_server(spec, caddy, venvs, args.duration, args.warmup, conns_filter)
     rounds = []
-    if args.target_rounds > 1 and not args.quick:
-        log(f"targets: {args.target_rounds - 1} more rounds of the servers they compare, at {TARGET_CONNS} conns")
-        rounds = measure_target_rounds(servers, caddy, venvs, args.duration, args.warmup, args.target_rounds)
+    if target_rounds > 1:
+        log(f"targets: {target_rounds - 1} more rounds of the servers they compare, at {TARGET_CONNS} conns")
+        rounds = measure_target_rounds(servers, caddy, venvs, args.duration, args.warmup, target_rounds)
     if not args.skip_idle_rss:
         idle_rss = measure_idle_rss(caddy, venvs)
     if not args.skip_go:
