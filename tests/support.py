@@ -6,6 +6,7 @@ Imported by conftest.py (fixtures) and by the test modules.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import os
 import random
@@ -461,6 +462,30 @@ def random_chunks(seed: int, size: int, chunk: int):
         n = min(chunk, left)
         yield rng.randbytes(n)
         left -= n
+
+
+@dataclass
+class StreamedUpload:
+    response: httpx.Response
+    sha256: str  # of what was sent
+    rss_before_kib: int
+    rss_peak_kib: int  # the server's, while the body went up
+
+
+def post_streamed_upload(caddy, path: str, size: int, chunk: int, seed: int = 7) -> StreamedUpload:
+    """POSTs size bytes of seeded random data, generated and sent chunk by
+    chunk with a Content-Length, while sampling the server's RSS."""
+    expected = hashlib.sha256()
+
+    def body():
+        for piece in random_chunks(seed, size, chunk):
+            expected.update(piece)
+            yield piece
+
+    before = caddy.rss_kib()
+    with RssSampler(caddy) as rss:
+        response = caddy.post(path, content=body(), headers={"Content-Length": str(size)})
+    return StreamedUpload(response, expected.hexdigest(), before, rss.peak)
 
 
 def valid_retry_after(value: str) -> bool:

@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect as ws_connect
 from support import (
     RssSampler,
     app_dir,
+    post_streamed_upload,
     python_block,
     random_chunks,
     valid_retry_after,
@@ -262,28 +263,20 @@ def test_a_body_up_to_64_kib_arrives_in_one_message(server, size):
 def test_a_50_mb_upload_is_received_part_by_part(server, measurement):
     # warm-up: lazily allocated buffers are not counted
     assert server.post("/raw/body", content=b"x" * CHUNK).status_code == 200
-    expected = hashlib.sha256()
-
-    def body():
-        for piece in random_chunks(7, SIZE, CHUNK):
-            expected.update(piece)
-            yield piece
-
-    before = server.rss_kib()
-    with RssSampler(server) as rss:
-        response = server.post("/raw/body", content=body(), headers={"Content-Length": str(SIZE)})
+    upload = post_streamed_upload(server, "/raw/body", SIZE, CHUNK)
+    response, before = upload.response, upload.rss_before_kib
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["bytes"] == SIZE
-    assert report["sha256"] == expected.hexdigest()
+    assert report["sha256"] == upload.sha256
     assert report["chunks"] > 1, report["chunks"]
     assert report["max_chunk"] <= PART, report["max_chunk"]
     assert report["messages"][-1][1] is False
     assert all(more for _, more in report["messages"][:-1])
-    growth = rss.peak - before
+    growth = upload.rss_peak_kib - before
     measurement(
         f"ASGI 50 MB upload in {report['chunks']} parts: server RSS {before} KiB before, "
-        f"peak {rss.peak} KiB (+{growth} KiB)"
+        f"peak {upload.rss_peak_kib} KiB (+{growth} KiB)"
     )
     assert growth < MAX_RSS_GROWTH_KIB, f"server RSS grew by {growth} KiB during a 50 MB upload"
 

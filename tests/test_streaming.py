@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from support import RssSampler, app_dir, python_block, random_chunks
+from support import RssSampler, app_dir, post_streamed_upload, python_block, random_chunks
 
 SIZE = 50 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -33,22 +33,12 @@ def warm_up(server):
 
 def test_a_50_mb_upload_is_streamed_through_wsgi_input(server, measurement):
     warm_up(server)
-    expected = hashlib.sha256()
-
-    def body():
-        for piece in random_chunks(7, SIZE, CHUNK):
-            expected.update(piece)
-            yield piece
-
-    before = server.rss_kib()
-    with RssSampler(server) as rss:
-        response = server.post(
-            "/s/upload", content=body(), headers={"Content-Length": str(SIZE)}
-        )
-    assert response.status_code == 200, response.text
-    assert response.json() == {"bytes": SIZE, "sha256": expected.hexdigest()}
-    growth = rss.peak - before
-    measurement(f"50 MB upload: server RSS {before} KiB before, peak {rss.peak} KiB (+{growth} KiB)")
+    upload = post_streamed_upload(server, "/s/upload", SIZE, CHUNK)
+    before, peak = upload.rss_before_kib, upload.rss_peak_kib
+    assert upload.response.status_code == 200, upload.response.text
+    assert upload.response.json() == {"bytes": SIZE, "sha256": upload.sha256}
+    growth = peak - before
+    measurement(f"50 MB upload: server RSS {before} KiB before, peak {peak} KiB (+{growth} KiB)")
     assert growth < MAX_RSS_GROWTH_KIB, f"server RSS grew by {growth} KiB during a 50 MB upload"
 
 
