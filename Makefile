@@ -17,7 +17,11 @@ PYLIBDIR := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_v
 # CGO_LDFLAGS is repeated for every cgo package, and the archive would be too.
 # LINK=shared links libpython.so with an rpath, so no LD_LIBRARY_PATH is needed.
 export CGO_ENABLED := 1
-export CGO_CFLAGS := $(shell $(PYTHON)-config --includes) -O2 -g
+# Go's build cache does not notice edits to the runtime/ files that
+# plugin/runtime.c includes; their checksum among the flags, which are part of
+# the cache key, does.
+RUNTIME_SUM := $(shell cat runtime/*.c runtime/*.h | cksum | cut -d' ' -f1)
+export CGO_CFLAGS := $(shell $(PYTHON)-config --includes) -O2 -g -DVV_RUNTIME_SUM=$(RUNTIME_SUM)
 PYARCHIVE := $(shell $(PYTHON) -c 'import os, sysconfig as s; a = os.path.join(s.get_config_var("LIBPL"), s.get_config_var("LIBRARY")); print(a if os.path.isfile(a) and " " not in a else "")')
 LINK ?= $(if $(PYARCHIVE),static,shared)
 ifeq ($(LINK),static)

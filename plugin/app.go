@@ -176,13 +176,13 @@ func (a *app) startInterpreter(index int) error {
 	defer C.free(unsafe.Pointer(ids))
 	idSlice := unsafe.Slice(ids, nthreads)
 	cworkers := unsafe.Slice(in.workers, nthreads)
-	load := a.pool.interps[index]
 	for i := range idSlice {
 		id, ok := allocWorkerID()
 		if !ok {
 			return fmt.Errorf("more than %d worker threads in one process", maxWorkers)
 		}
-		w := &worker{id: id, c: &cworkers[i], pool: a.pool, interp: load, loop: interp.loop}
+		w := &worker{id: id, c: &cworkers[i], loop: interp.loop}
+		a.pool.addWorker(index, w)
 		if interp.loop != nil {
 			cworkers[i].efd = C.int(interp.loop.efd)
 		}

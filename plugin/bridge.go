@@ -65,12 +65,15 @@ func cBytes(p *C.char, n C.size_t) []byte {
 //export vvServe
 func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, bodyLen C.size_t, flags C.int) C.int {
 	w := workerTable[cw.id].Load()
+	var gilWait int64
 	if req := w.cur; req != nil {
 		w.cur = nil
+		gilWait = int64(cw.gil_wait_ns)
 		req.finish(cBytes(head, headLen), cBytes(body, bodyLen), int(flags))
 	}
 	for {
-		req, what := w.pool.next(w)
+		req, what := w.pool.next(w, gilWait)
+		gilWait = 0
 		switch what {
 		case nextIdle:
 			return 0

@@ -2,24 +2,57 @@ package plugin
 
 import (
 	"testing"
+	"time"
 )
 
-// newTestPool builds a pool whose workers are plain Go values; waking one is recorded.
+// newTestPool builds a pool whose workers are plain Go values; waking one is
+// recorded, time and the threads' CPU demand are what the test sets, and a
+// tick runs when the test calls clock.tick.
 func newTestPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker) {
+	p, ws, woken, _ := newTimedPool(interps, threads, maxQueue)
+	return p, ws, woken
+}
+
+type testClock struct {
+	p       *pool
+	now     int64
+	demand  map[*worker]uint64
+	pending func()
+}
+
+// advance moves time on by d, during which each worker in wanting wanted a CPU
+// for the whole of d, then runs the pending tick, if any.
+func (c *testClock) tick(d time.Duration, wanting ...*worker) {
+	c.now += int64(d)
+	for _, w := range wanting {
+		c.demand[w] += uint64(d)
+	}
+	if f := c.pending; f != nil {
+		c.pending = nil
+		f()
+	}
+}
+
+func newTimedPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker, *testClock) {
 	p := newPool(interps, maxQueue)
+	c := &testClock{p: p, now: 1, demand: map[*worker]uint64{}}
 	woken := &[]*worker{}
 	p.wake = func(w *worker) { *woken = append(*woken, w) }
+	p.clock = func() int64 { return c.now }
+	p.demand = func(w *worker) uint64 { return c.demand[w] }
+	p.after = func(f func()) { c.pending = f }
 	ws := make([][]*worker, interps)
 	for i := range ws {
 		for j := 0; j < threads; j++ {
-			w := &worker{pool: p, interp: p.interps[i]}
+			w := &worker{}
+			p.addWorker(i, w)
 			ws[i] = append(ws[i], w)
-			if _, what := p.next(w); what != nextIdle {
+			if _, what := p.next(w, 0); what != nextIdle {
 				panic("a fresh worker should go idle")
 			}
 		}
 	}
-	return p, ws, woken
+	return p, ws, woken, c
 }
 
 func queued() *request {
@@ -48,10 +81,10 @@ func TestWokenWorkerRunsItsAssignedRequestThenGoesIdle(t *testing.T) {
 	req := queued()
 	_ = p.submit(req)
 	w := ws[0][0]
-	if got, what := p.next(w); what != nextRun || got != req {
+	if got, what := p.next(w, 0); what != nextRun || got != req {
 		t.Fatal("the woken worker should run the request handed to it")
 	}
-	if _, what := p.next(w); what != nextIdle || p.interps[0].busy != 0 || len(p.interps[0].idle) != 1 {
+	if _, what := p.next(w, 0); what != nextIdle || p.interps[0].busy != 0 || len(p.interps[0].idle) != 1 {
 		t.Fatalf("with nothing queued the worker should go idle; busy=%d idle=%d", p.interps[0].busy, len(p.interps[0].idle))
 	}
 }
@@ -69,7 +102,7 @@ func TestFullQueueRefusesAndQueuedRequestsRunInOrder(t *testing.T) {
 	}
 	w := ws[0][0]
 	for i, want := range []*request{first, second, third} {
-		if got, what := p.next(w); what != nextRun || got != want {
+		if got, what := p.next(w, 0); what != nextRun || got != want {
 			t.Fatalf("request %d ran out of order", i)
 		}
 	}
@@ -80,11 +113,11 @@ func TestCancelledRequestIsSkipped(t *testing.T) {
 	running, gone, live := queued(), queued(), queued()
 	_ = p.submit(running)
 	w := ws[0][0]
-	p.next(w)
+	p.next(w, 0)
 	_ = p.submit(gone)
 	_ = p.submit(live)
 	gone.state.CompareAndSwap(stateQueued, stateCancelled)
-	if got, _ := p.next(w); got != live {
+	if got, _ := p.next(w, 0); got != live {
 		t.Fatal("a request whose client left while queued must not run")
 	}
 }
@@ -96,11 +129,134 @@ func TestCloseWakesIdleWorkersToExitAndRefusesNewRequests(t *testing.T) {
 		t.Fatalf("close should wake both idle workers, woke %d", len(*woken))
 	}
 	for _, w := range ws[0] {
-		if _, what := p.next(w); what != nextExit {
+		if _, what := p.next(w, 0); what != nextExit {
 			t.Fatal("a woken worker should exit after close")
 		}
 	}
 	if err := p.submit(queued()); err != errClosed {
 		t.Fatalf("submit after close: %v", err)
+	}
+}
+
+// submitN submits n fresh requests and returns them.
+func submitN(t *testing.T, p *pool, n int) []*request {
+	t.Helper()
+	reqs := make([]*request, n)
+	for i := range reqs {
+		reqs[i] = queued()
+		if err := p.submit(reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reqs
+}
+
+func TestAnInterpreterStartsWithOneRequestAtATime(t *testing.T) {
+	p, _, woken := newTestPool(1, 4, 10)
+	submitN(t, p, 3)
+	if len(*woken) != 1 || len(p.queue) != 2 {
+		t.Fatalf("woke %d workers and queued %d requests, want 1 and 2", len(*woken), len(p.queue))
+	}
+}
+
+func TestRequestsThatComputeKeepTheLimitAtOne(t *testing.T) {
+	p, _, woken, clock := newTimedPool(1, 4, 10)
+	submitN(t, p, 3)
+	running := (*woken)[0]
+	for i := 0; i < 20; i++ {
+		clock.tick(tickInterval, running)
+	}
+	if p.interps[0].limit != 1 || len(*woken) != 1 {
+		t.Fatalf("a thread that keeps a CPU busy should not get company: limit %d, woken %d", p.interps[0].limit, len(*woken))
+	}
+}
+
+func TestRequestsThatWaitRaiseTheLimitUpToTheThreads(t *testing.T) {
+	p, _, woken, clock := newTimedPool(1, 4, 10)
+	reqs := submitN(t, p, 5)
+	// Nothing wants a CPU: the running requests wait (on I/O, a client, or
+	// another request still in the queue).
+	clock.tick(tickInterval) // the first tick only takes a baseline
+	for want := 2; want <= 4; want++ {
+		clock.tick(tickInterval)
+		if p.interps[0].limit != want || len(*woken) != want {
+			t.Fatalf("limit %d with %d workers woken, want %d", p.interps[0].limit, len(*woken), want)
+		}
+	}
+	if len(p.queue) != 1 || p.queue[0] != reqs[4] {
+		t.Fatal("with every thread busy the fifth request should wait in the queue")
+	}
+	clock.tick(tickInterval)
+	if clock.pending != nil {
+		t.Fatal("an interpreter at its thread count leaves nothing for a tick to do")
+	}
+}
+
+func TestNoTicksWithoutAQueue(t *testing.T) {
+	p, _, _, clock := newTimedPool(2, 4, 10)
+	submitN(t, p, 2)
+	if clock.pending != nil {
+		t.Fatal("requests that found an idle worker should not start the ticks")
+	}
+	submitN(t, p, 1)
+	if clock.pending == nil {
+		t.Fatal("a queued request should start the ticks")
+	}
+}
+
+func TestGILWaitsLowerTheLimit(t *testing.T) {
+	p, ws, _, clock := newTimedPool(1, 4, 10)
+	in := p.interps[0]
+	in.limit = 4
+	submitN(t, p, 5)
+	for _, w := range ws[0] {
+		p.next(w, 0) // each starts the request handed to it
+	}
+	clock.now += int64(gilWindow)
+	in.finished(0, clock.now) // opens a window
+	// Over one window, three requests each waited for the GIL the whole time;
+	// the window is judged when the next request after its end finishes.
+	clock.now += int64(gilWindow) - 1
+	for i := 0; i < 3; i++ {
+		in.finished(int64(gilWindow), clock.now)
+	}
+	clock.now++
+	in.finished(0, clock.now)
+	if in.limit != 1 {
+		t.Fatalf("limit %d after three requests queued on the GIL all along, want 1", in.limit)
+	}
+	// A worker finishing while three others still run leaves the queued
+	// request in the queue.
+	if _, what := p.next(ws[0][0], 0); what != nextIdle || len(p.queue) != 1 {
+		t.Fatal("a worker over the limit should go idle")
+	}
+}
+
+func TestShortGILWaitsKeepTheLimit(t *testing.T) {
+	p, _, _, clock := newTimedPool(1, 4, 10)
+	in := p.interps[0]
+	in.limit = 3
+	clock.now += int64(gilWindow)
+	in.finished(0, clock.now)
+	clock.now += int64(gilWindow) - 1
+	in.finished(int64(gilWindow)/4, clock.now)
+	clock.now++
+	in.finished(0, clock.now)
+	if in.limit != 3 {
+		t.Fatalf("a quarter of a request waiting on the GIL on average should not lower the limit; got %d", in.limit)
+	}
+}
+
+func TestCloseRunsQueuedRequestsOnEveryThread(t *testing.T) {
+	p, ws, woken := newTestPool(1, 3, 10)
+	reqs := submitN(t, p, 3)
+	p.close()
+	if len(*woken) != 3 {
+		t.Fatalf("woke %d workers, want the running one and both idle ones", len(*woken))
+	}
+	for i, w := range ws[0][:2] { // the idle ones, in the order they went idle
+		if got, what := p.next(w, 0); what != nextRun || (got != reqs[1] && got != reqs[2]) {
+			t.Fatalf("idle worker %d should take a queued request after close", i)
+		}
 	}
 }

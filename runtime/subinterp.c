@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The main interpreter's thread state. It hosts no app; it is only the parent
  * every app interpreter is created from. Never touched by Python code. */
@@ -228,8 +229,10 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         goto fail;
     }
     PyEval_SaveThread();
-    for (int i = 0; i < nworkers; i++)
+    for (int i = 0; i < nworkers; i++) {
         sem_init(&workers[i].wake, 0, 0);
+        workers[i].statfd = -1;
+    }
     return in;
 fail:
     free(workers);
@@ -302,6 +305,9 @@ void vv_interp_end(vv_interp *in)
     for (int i = 0; i < in->nworkers; i++) {
         free(in->workers[i].buf);
         sem_destroy(&in->workers[i].wake);
+        /* Closed only now: the scheduler may sample it until the threads end. */
+        if (in->workers[i].statfd >= 0)
+            close(in->workers[i].statfd);
     }
     free(in->workers);
     free(in);

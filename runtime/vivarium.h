@@ -42,6 +42,9 @@ typedef struct vv_worker {
     int started;
     int efd;                    /* ASGI: the eventfd the event loop watches */
     sem_t wake;                 /* WSGI: an idle worker sleeps here */
+    uint64_t gil_wait_ns;       /* how long the finished request waited for the
+                                   GIL before it could start */
+    int statfd;                 /* the thread's /proc schedstat, or -1 */
 } vv_worker;
 
 /* One interpreter of one app. */
@@ -99,6 +102,7 @@ void *vv_worker_main(void *arg);
 void *vv_loop_main(void *arg);
 void vv_worker_wake(vv_worker *w);
 int vv_worker_reserve(vv_worker *w, size_t n);
+uint64_t vv_worker_demand(vv_worker *w);
 
 /* bridge.c */
 int vv_bridge_register(void);

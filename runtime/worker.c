@@ -6,7 +6,11 @@
 
 #include <stdlib.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 int vv_worker_reserve(vv_worker *w, size_t n)
 {
@@ -123,11 +127,46 @@ void vv_worker_wake(vv_worker *w)
     sem_post(&w->wake);
 }
 
+static uint64_t now_ns(clockid_t clock)
+{
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* The nanoseconds the worker's thread has spent on a CPU or waiting in the
+ * run queue for one: the time it wanted a CPU. Called by the scheduler from
+ * another thread. What it leaves out is the time the thread slept: on I/O, on
+ * the GIL, on a client, on its semaphore. Counting the run-queue wait is what
+ * tells a thread that waits on something from one the machine has no core
+ * for. The CPU time comes from the thread's clock, exact to the call; the
+ * schedstat figures of a thread that is running lag by up to a scheduler tick
+ * (4 ms at HZ=250), too coarse for it. Without schedstat (a kernel built
+ * without it) the CPU time stands alone. */
+uint64_t vv_worker_demand(vv_worker *w)
+{
+    clockid_t cid;
+    uint64_t ns = pthread_getcpuclockid(w->thread, &cid) == 0 ? now_ns(cid) : 0;
+    if (w->statfd >= 0) {
+        char buf[96];
+        ssize_t n = pread(w->statfd, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = 0;
+            unsigned long long run, wait;
+            if (sscanf(buf, "%llu %llu", &run, &wait) == 2)
+                ns += wait;
+        }
+    }
+    return ns;
+}
+
 void *vv_worker_main(void *arg)
 {
     vv_worker *w = arg;
     /* One thread state for the thread's whole life, created on this thread. */
     PyThreadState *ts = PyThreadState_New(w->interp->state);
+    /* Opened here, before the first vvServe, so the scheduler sees it set. */
+    w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     response r = {0};
     PyObject *answer = NULL;
     for (;;) {
@@ -143,7 +182,11 @@ void *vv_worker_main(void *arg)
                 ;
             continue;
         }
+        /* The scheduler lowers how many requests run at once in this
+         * interpreter when they queue for its GIL (plugin/scheduler.go). */
+        uint64_t t0 = now_ns(CLOCK_MONOTONIC);
         PyEval_RestoreThread(ts);
+        w->gil_wait_ns = now_ns(CLOCK_MONOTONIC) - t0;
         /* The previous answer stayed alive until Go had written it. */
         Py_CLEAR(answer);
         answer = run_request(w, &r);

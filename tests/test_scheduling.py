@@ -1,5 +1,6 @@
 """Requests are spread over an app's interpreters (each with its own GIL) and threads;
-a full queue answers 503 with Retry-After instead of piling up."""
+an interpreter runs several requests at once only while they wait rather than
+compute; a full queue answers 503 with Retry-After instead of piling up."""
 
 import statistics
 import threading
@@ -144,6 +145,49 @@ def test_threads_n_gives_n_requests_in_the_app_at_once(start_caddy):
     assert len({b["thread_ident"] for b in bodies}) == 3, bodies
     assert len({b["interp_id"] for b in bodies}) == 1, bodies
 
+
+def at_once(server, path, count, params):
+    """Sends `count` requests to path at once; returns their JSON bodies."""
+    barrier = threading.Barrier(count)
+
+    def one(_):
+        with httpx.Client(base_url=server.base_url, timeout=120) as client:
+            barrier.wait()
+            response = client.get(path, params=params)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+@pytest.fixture(scope="module")
+def four_threads(caddy_launcher):
+    caddy = caddy_launcher.start(
+        python_block("/*", "probe:app", working_dir=app_dir("probe"), interpreters=1, threads=4)
+    )
+    yield caddy
+    caddy.stop()
+
+
+def test_requests_that_only_compute_run_one_at_a_time(four_threads, measurement):
+    # Four threads share one GIL: a second computing request would only queue
+    # for it, so the scheduler keeps the others in its own FIFO queue.
+    bodies = at_once(four_threads, "/cpu", 8, {"n": 300_000}) + at_once(
+        four_threads, "/cpu", 8, {"n": 300_000}
+    )
+    in_flight = sorted(b["in_flight"] for b in bodies)
+    measurement(f"8 computing requests at once on 1 interpreter x 4 threads, in flight: {in_flight}")
+    assert statistics.median(in_flight) == 1, (
+        f"most computing requests should have run alone in their interpreter: {in_flight}"
+    )
+
+
+def test_requests_that_wait_run_on_every_thread(four_threads, measurement):
+    bodies = at_once(four_threads, "/sleep", 8, {"s": 0.5})
+    in_flight = sorted(b["in_flight"] for b in bodies)
+    measurement(f"8 sleeping requests at once on 1 interpreter x 4 threads, in flight: {in_flight}")
+    assert max(in_flight) == 4, f"requests that wait should fill all 4 threads: {in_flight}"
 
 
 @pytest.fixture

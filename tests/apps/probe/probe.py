@@ -8,6 +8,8 @@ Plain WSGI, standard library only. Routes (on PATH_INFO):
   GET  /cpu?n=N         a pure-Python loop of N iterations (holds this interpreter's GIL);
                         reports its wall time and the CPU time of its thread
   GET  /sleep?s=S       sleeps S seconds (releases the GIL)
+                        Both report in_flight: the most /cpu and /sleep requests that
+                        were inside this interpreter at once while it ran.
   GET  /barrier?parties=N&token=T
                         waits until N requests with token T are inside the app at once
                         (so it succeeds only if the app has N threads); 500 after 20 s
@@ -27,6 +29,23 @@ import _interpreters
 STATE = {"value": "unset"}
 BARRIERS = {}
 _lock = threading.Lock()
+_in_flight: dict[object, int] = {}  # request -> most requests in flight while it ran
+
+
+class _Tracked:
+    """Counts the request in flight for as long as the with-block runs."""
+
+    def __enter__(self):
+        with _lock:
+            _in_flight[self] = 0
+            now = len(_in_flight)
+            for key, most in _in_flight.items():
+                _in_flight[key] = max(most, now)
+        return self
+
+    def __exit__(self, *exc):
+        with _lock:
+            self.in_flight = _in_flight.pop(self)
 IMPORTED_AT = datetime.datetime.now(datetime.timezone.utc).isoformat()
 TAG = "probe"
 
@@ -110,24 +129,29 @@ def app(environ, start_response):
 
     if path == "/cpu":
         n = int(query.get("n", "1000000"))
-        started = time.perf_counter()
-        cpu_started = time.thread_time()
-        total = 0
-        for i in range(n):
-            total += i * i
+        with _Tracked() as tracked:
+            started = time.perf_counter()
+            cpu_started = time.thread_time()
+            total = 0
+            for i in range(n):
+                total += i * i
+            elapsed = time.perf_counter() - started
+            cpu = time.thread_time() - cpu_started
         return _json(
             start_response,
             {
                 "interp_id": interp_id(),
-                "elapsed": time.perf_counter() - started,
-                "cpu": time.thread_time() - cpu_started,
+                "elapsed": elapsed,
+                "cpu": cpu,
                 "checksum": total % 1000003,
+                "in_flight": tracked.in_flight,
             },
         )
 
     if path == "/sleep":
-        time.sleep(float(query.get("s", "1")))
-        return _json(start_response, {"interp_id": interp_id()})
+        with _Tracked() as tracked:
+            time.sleep(float(query.get("s", "1")))
+        return _json(start_response, {"interp_id": interp_id(), "in_flight": tracked.in_flight})
 
     if path == "/barrier":
         with _lock:
