@@ -204,6 +204,14 @@ func (p *pool) limited() bool {
 	return false
 }
 
+// pop removes the queue's head. Caller holds pool.mu; the queue is not empty.
+func (p *pool) pop() *request {
+	req := p.queue[0]
+	p.queue[0] = nil
+	p.queue = p.queue[1:]
+	return req
+}
+
 // take assigns req to one of the interpreter's idle workers and returns it,
 // to be woken. Caller holds pool.mu.
 func (in *interpLoad) take(req *request, clock func() int64) *worker {
@@ -245,10 +253,7 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 		in.finished(gilWait, now)
 	}
 	for len(p.queue) > 0 && in.busy < in.limit {
-		req := p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		if req.state.CompareAndSwap(stateQueued, stateRunning) {
+		if req := p.pop(); req.state.CompareAndSwap(stateQueued, stateRunning) {
 			in.start(p.clock)
 			w.busy = true
 			return req, nextRun
@@ -329,10 +334,7 @@ func (p *pool) tick() {
 		if ran > 0 && 2*wanted < uint64(ran) && in.limit < len(in.workers) {
 			in.limit++
 			for in.busy < in.limit && len(in.idle) > 0 && len(p.queue) > 0 {
-				req := p.queue[0]
-				p.queue[0] = nil
-				p.queue = p.queue[1:]
-				wake = append(wake, in.take(req, p.clock))
+				wake = append(wake, in.take(p.pop(), p.clock))
 			}
 		}
 	}

@@ -14,13 +14,12 @@ func newTestPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker
 }
 
 type testClock struct {
-	p       *pool
 	now     int64
 	demand  map[*worker]uint64
 	pending func()
 }
 
-// advance moves time on by d, during which each worker in wanting wanted a CPU
+// tick moves time on by d, during which each worker in wanting wanted a CPU
 // for the whole of d, then runs the pending tick, if any.
 func (c *testClock) tick(d time.Duration, wanting ...*worker) {
 	c.now += int64(d)
@@ -35,7 +34,7 @@ func (c *testClock) tick(d time.Duration, wanting ...*worker) {
 
 func newTimedPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker, *testClock) {
 	p := newPool(interps, maxQueue)
-	c := &testClock{p: p, now: 1, demand: map[*worker]uint64{}}
+	c := &testClock{now: 1, demand: map[*worker]uint64{}}
 	woken := &[]*worker{}
 	p.wake = func(w *worker) { *woken = append(*woken, w) }
 	p.clock = func() int64 { return c.now }

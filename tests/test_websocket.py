@@ -38,6 +38,18 @@ async def recv(ws):
     return await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)
 
 
+def disconnect_code(server, token):
+    """The close code of the websocket.disconnect the app saw for token's socket."""
+
+    def report():
+        return server.get_json("/ws/report", params={"token": token})
+
+    seen = wait_until(lambda: report().get("disconnect_code") is not None)
+    last = report()
+    assert seen, f"the app saw no websocket.disconnect: {last}"
+    return last["disconnect_code"]
+
+
 def header_values(scope, name):
     return [v["bytes"] for n, v in scope["headers"] if n["bytes"] == name]
 
@@ -131,13 +143,7 @@ def test_the_clients_close_code_reaches_the_app(server):
             await ws.close(code=4002, reason="client done")
 
     run(scenario())
-    report = wait_until(
-        lambda: server.get_json("/ws/report", params={"token": token}).get("disconnect_code")
-        is not None
-    )
-    last = server.get_json("/ws/report", params={"token": token})
-    assert report, f"the app saw no websocket.disconnect: {last}"
-    assert last["disconnect_code"] == 4002, last
+    assert disconnect_code(server, token) == 4002
 
 
 def test_a_client_dropping_the_connection_is_seen_by_the_app_as_1006(server):
@@ -152,13 +158,7 @@ def test_a_client_dropping_the_connection_is_seen_by_the_app_as_1006(server):
         ws.transport.abort()  # TCP goes away without a close frame
 
     run(scenario())
-    report = wait_until(
-        lambda: server.get_json("/ws/report", params={"token": token}).get("disconnect_code")
-        is not None
-    )
-    last = server.get_json("/ws/report", params={"token": token})
-    assert report, f"the app saw no websocket.disconnect: {last}"
-    assert last["disconnect_code"] == 1006, last
+    assert disconnect_code(server, token) == 1006
 
 
 def test_closing_before_accept_refuses_the_handshake_with_403(server):
