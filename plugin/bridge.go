@@ -69,7 +69,7 @@ func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, body
 	if req := w.cur; req != nil {
 		w.cur = nil
 		gilWait = int64(cw.gil_wait_ns)
-		req.finish(cBytes(head, headLen), cBytes(body, bodyLen), int(flags))
+		req.finish(cBytes(head, headLen), cBytes(body, bodyLen), int(flags), w.pool.queued.Load() == 0)
 	}
 	for {
 		req, what := w.pool.next(w, gilWait)
@@ -82,7 +82,7 @@ func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, body
 		}
 		n := len(req.env)
 		if C.vv_worker_reserve(cw, C.size_t(n)) != 0 {
-			req.finish(nil, nil, flagAbort)
+			req.finish(nil, nil, flagAbort, false)
 			continue
 		}
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(cw.buf)), n), req.env)

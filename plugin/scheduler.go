@@ -8,6 +8,7 @@ import "C"
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -122,7 +123,8 @@ type pool struct {
 	queue    []*request // FIFO; head at queue[0]
 	maxQueue int
 	closed   bool
-	ticking  bool // a tick is scheduled
+	ticking  bool         // a tick is scheduled
+	queued   atomic.Int32 // len(queue), for readers without mu
 
 	// The outside world, replaced in tests.
 	wake   func(*worker)        // wakes a sleeping worker thread
@@ -185,6 +187,7 @@ func (p *pool) submit(req *request) error {
 		return errQueueFull
 	}
 	p.queue = append(p.queue, req)
+	p.queued.Store(int32(len(p.queue)))
 	if !p.ticking && p.limited() {
 		p.ticking = true
 		p.after(p.tick)
@@ -209,6 +212,7 @@ func (p *pool) pop() *request {
 	req := p.queue[0]
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
+	p.queued.Store(int32(len(p.queue)))
 	return req
 }
 

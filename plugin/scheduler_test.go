@@ -99,11 +99,19 @@ func TestFullQueueRefusesAndQueuedRequestsRunInOrder(t *testing.T) {
 	if err := p.submit(queued()); err != errQueueFull {
 		t.Fatalf("fourth request: got %v, want errQueueFull", err)
 	}
+	// Workers read the queue's length without the lock, to choose who writes
+	// a response (request.finish).
+	if n := p.queued.Load(); n != 2 {
+		t.Fatalf("queued reads %d with two requests waiting", n)
+	}
 	w := ws[0][0]
 	for i, want := range []*request{first, second, third} {
 		if got, what := p.next(w, 0); what != nextRun || got != want {
 			t.Fatalf("request %d ran out of order", i)
 		}
+	}
+	if n := p.queued.Load(); n != 0 {
+		t.Fatalf("queued reads %d with the queue empty", n)
 	}
 }
 

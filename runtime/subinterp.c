@@ -206,7 +206,8 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
 {
     vv_interp *in = calloc(1, sizeof *in);
     vv_worker *workers = calloc((size_t)nworkers, sizeof *workers);
-    if (in == NULL || workers == NULL) {
+    vv_key *keys = calloc(VV_KEY_SLOTS, sizeof *keys);
+    if (in == NULL || workers == NULL || keys == NULL) {
         *err = vv_strdupf("out of memory");
         goto fail;
     }
@@ -215,6 +216,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     in->event_loop = strcmp(cfg->kind, "asgi") == 0;
     in->nworkers = nworkers;
     in->workers = workers;
+    in->keys = keys;
 
     PyThreadState *ts = enter_interpreter(cfg->isolation, err);
     if (ts == NULL)
@@ -235,6 +237,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     }
     return in;
 fail:
+    free(keys);
     free(workers);
     free(in);
     return NULL;
@@ -298,6 +301,10 @@ void vv_interp_end(vv_interp *in)
     Py_CLEAR(in->boot_module);
     Py_CLEAR(in->handler);
     Py_CLEAR(in->base_environ);
+    for (int i = 0; i < VV_KEY_SLOTS; i++)
+        Py_CLEAR(in->keys[i].str);
+    free(in->keys);
+    in->keys = NULL;
     if (in->isolation == VV_ISOLATION_MAIN || !can_end)
         PyEval_SaveThread();
     else

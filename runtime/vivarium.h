@@ -47,6 +47,15 @@ typedef struct vv_worker {
     int statfd;                 /* the thread's /proc schedstat, or -1 */
 } vv_worker;
 
+/* An environ key already made into a str: requests carry the same twenty or
+ * so CGI and header names, and a shared str spares decoding and hashing one
+ * anew for each, and lets the app's lookups match it by identity. */
+#define VV_KEY_SLOTS 128 /* a power of two; at most half are filled */
+typedef struct vv_key {
+    uint32_t hash;
+    PyObject *str;               /* NULL: empty slot */
+} vv_key;
+
 /* One interpreter of one app. */
 typedef struct vv_interp {
     uint64_t app_id;
@@ -58,6 +67,8 @@ typedef struct vv_interp {
     PyObject *handler;          /* WSGI: handler(environ, token) per request */
     PyObject *base_environ;     /* constant environ keys, copied per request */
     PyObject *boot_module;      /* this instance's vivarium_boot, for shutdown */
+    struct vv_key *keys;        /* environ keys seen, VV_KEY_SLOTS; GIL held */
+    int nkeys;
     int nworkers;
     vv_worker *workers;
 } vv_interp;

@@ -27,10 +27,36 @@ int vv_worker_reserve(vv_worker *w, size_t n)
     return 0;
 }
 
+/* A new reference to the str for key k, from the interpreter's table of keys
+ * when it is there. The table only grows to half its slots: header names are
+ * the client's to choose, and past that they are decoded each time. */
+static PyObject *environ_key(vv_interp *in, const char *k, uint32_t klen)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (uint32_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)k[i]) * 16777619u;
+    for (uint32_t i = h;; i++) {
+        vv_key *slot = &in->keys[i & (VV_KEY_SLOTS - 1)];
+        if (slot->str == NULL) {
+            PyObject *key = PyUnicode_DecodeLatin1(k, klen, NULL);
+            if (key != NULL && in->nkeys < VV_KEY_SLOTS / 2) {
+                slot->hash = h;
+                slot->str = Py_NewRef(key);
+                in->nkeys++;
+            }
+            return key;
+        }
+        /* Latin-1 strs are stored one byte a character. */
+        if (slot->hash == h && (uint32_t)PyUnicode_GET_LENGTH(slot->str) == klen &&
+            memcmp(PyUnicode_1BYTE_DATA(slot->str), k, klen) == 0)
+            return Py_NewRef(slot->str);
+    }
+}
+
 /* Adds the packed CGI variables Go wrote (u32 count, then u32-length-prefixed
  * key and value pairs, see plugin/environ.go) to environ as latin-1 strings,
  * the "native strings" of PEP 3333. */
-static int fill_environ(PyObject *environ, const char *buf, size_t len)
+static int fill_environ(vv_interp *in, PyObject *environ, const char *buf, size_t len)
 {
     const char *p = buf, *end = buf + len;
     if (end - p < 4)
@@ -50,7 +76,7 @@ static int fill_environ(PyObject *environ, const char *buf, size_t len)
         p += 4;
         if ((size_t)(end - p) < vlen)
             goto corrupt;
-        PyObject *key = PyUnicode_DecodeLatin1(k, klen, NULL);
+        PyObject *key = environ_key(in, k, klen);
         PyObject *val = key ? PyUnicode_DecodeLatin1(p, vlen, NULL) : NULL;
         p += vlen;
         int rc = val ? PyDict_SetItem(environ, key, val) : -1;
@@ -80,7 +106,7 @@ static PyObject *run_request(vv_worker *w, response *r)
     memset(r, 0, sizeof *r);
     PyObject *token = NULL, *res = NULL;
     PyObject *environ = PyDict_Copy(in->base_environ);
-    if (environ == NULL || fill_environ(environ, w->buf, w->len) < 0)
+    if (environ == NULL || fill_environ(in, environ, w->buf, w->len) < 0)
         goto fail;
     token = PyLong_FromUnsignedLongLong(((uint64_t)w->id << 32) | w->seq);
     if (token == NULL)
@@ -163,6 +189,8 @@ uint64_t vv_worker_demand(vv_worker *w)
 void *vv_worker_main(void *arg)
 {
     vv_worker *w = arg;
+    /* Named so that top -H and perf tell Python's threads from Go's. */
+    pthread_setname_np(pthread_self(), "vv-wsgi");
     /* One thread state for the thread's whole life, created on this thread. */
     PyThreadState *ts = PyThreadState_New(w->interp->state);
     /* Opened here, before the first vvServe, so the scheduler sees it set. */
@@ -205,6 +233,7 @@ void *vv_worker_main(void *arg)
 void *vv_loop_main(void *arg)
 {
     vv_worker *w = arg;
+    pthread_setname_np(pthread_self(), "vv-asgi");
     PyThreadState *ts = PyThreadState_New(w->interp->state);
     PyEval_RestoreThread(ts);
     PyObject *r = PyObject_CallFunction(w->interp->handler, "ii", w->id, w->efd);

@@ -2,6 +2,7 @@
 an interpreter runs several requests at once only while they wait rather than
 compute; a full queue answers 503 with Retry-After instead of piling up."""
 
+import os
 import statistics
 import threading
 import time
@@ -126,6 +127,15 @@ def test_two_interpreters_run_two_cpu_bound_requests_in_parallel(server, measure
         f"two CPU-bound requests on two interpreters took {best:.2f}x the time of one "
         f"in the best of {len(own)} rounds: {describe(own)}"
     )
+
+
+def test_each_interpreter_has_threads_worker_threads_named_for_top_and_perf(server):
+    # own-gil: 2 interpreters x 1 thread; one-gil: 1 interpreter x 2 threads
+    names = []
+    for task in os.listdir(f"/proc/{server.pid}/task"):
+        with open(f"/proc/{server.pid}/task/{task}/comm") as fh:
+            names.append(fh.read().strip())
+    assert names.count("vv-wsgi") == 4, sorted(names)
 
 
 def test_threads_n_gives_n_requests_in_the_app_at_once(start_caddy):

@@ -5,6 +5,7 @@ import hashlib
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -90,6 +91,18 @@ def test_request_headers_become_http_variables_and_repeats_are_joined(server):
     assert env["HTTP_X_REPEAT"] == "one, two"
     assert env["HTTP_USER_AGENT"] == "vivarium-tests"
     assert env["HTTP_HOST"] == f"127.0.0.1:{server.http_port}"
+
+
+def test_every_header_name_arrives_however_many_the_clients_invent(server):
+    # The interpreter keeps the environ keys it has seen, up to a bound; names
+    # past it, and names alike but for one letter, must still come through.
+    for batch in range(3):
+        headers = [(f"X-Name-{batch}-{i:02d}", f"v{batch}.{i}") for i in range(60)]
+        env = environ_of(server, headers=headers)
+        for i in range(60):
+            assert env[f"HTTP_X_NAME_{batch}_{i:02d}"] == f"v{batch}.{i}"
+        assert env["REQUEST_METHOD"] == "GET"
+        assert env["HTTP_HOST"] == f"127.0.0.1:{server.http_port}"
 
 
 def test_connection_variables(server):
@@ -189,7 +202,8 @@ def test_a_small_body_without_content_length_is_sent_with_one(server):
 
 def test_sized_responses_follow_each_other_on_one_kept_alive_connection(server):
     """A response that fills its Content-Length is flushed by the worker thread
-    itself; the next request on the same connection must still be read and answered."""
+    itself while no request queues; the next request on the same connection must
+    still be read and answered."""
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         client_ports = set()
         for i in range(30):
@@ -204,6 +218,30 @@ def test_sized_responses_follow_each_other_on_one_kept_alive_connection(server):
         assert int(head.headers["content-length"]) > 0
         assert client.get("/api/plain").content == b"no length declared"
     assert len(client_ports) == 1, f"the connection was not kept alive: client ports {client_ports}"
+
+
+def test_sized_responses_stay_whole_and_in_order_while_requests_queue(start_caddy):
+    """With one worker thread and eight clients, requests queue; the handler, not
+    the worker, then writes each response."""
+    server = start_caddy(
+        python_block("/api/*", "spec_app:app", working_dir=app_dir("wsgi_spec"), threads=1)
+    )
+
+    def client_run(c):
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            ports = set()
+            for i in range(40):
+                response = client.get(f"/api/environ/{c}/{i}")
+                assert response.status_code == 200, response.text
+                assert response.headers["content-length"] == str(len(response.content))
+                env = response.json()["values"]
+                assert env["PATH_INFO"] == f"/environ/{c}/{i}"
+                ports.add(env["REMOTE_PORT"])
+            return ports
+
+    with ThreadPoolExecutor(8) as pool:
+        for ports in pool.map(client_run, range(8)):
+            assert len(ports) == 1, f"a connection was not kept alive: client ports {ports}"
 
 
 def test_start_response_with_exc_info_replaces_status_and_headers(server):
