@@ -717,7 +717,7 @@ def measure_idle_rss(caddy: Path, venvs) -> dict:
             run_wrk(server.url + "/", 16, 1)
             time.sleep(1.0)
             rss, pss, anon = memory_mib(server.pids())
-            out[str(n)] = {"rss_mib": rss, "pss_mib": pss}
+            out[str(n)] = {"rss_mib": rss, "pss_mib": pss, "anon_mib": anon}
             log(f"idle RSS, Flask, {n} interpreter(s): {rss} MiB")
         finally:
             server.stop()

@@ -26,10 +26,13 @@ import (
 // thread count. Threads of one interpreter share one GIL: for an app that
 // only computes, a second request in flight only queues for the GIL, in no
 // particular order and with a context switch at each hand-off. Measured with
-// Flask hello, 2 interpreters x 4 threads, at 16 connections: 18.1k against
-// 16.2k req/s and p99 2.3-2.8 ms against 3.9-4.8 ms with the limit than
-// without; at 64, p99/p50 2.3x against 3.3x, for 8-10% less throughput (a
-// second thread would run Python while the first one is in Go). For an app
+// Flask hello, 2 interpreters x 4 threads, with the limit and without, in 3
+// alternating rounds: at 16 connections 19.7-20.6k against 16.4-17.3k req/s,
+// p99 2.0-2.4 against 3.6-4.7 ms; at 64, 23.3-23.6k against 22.2-22.7k req/s,
+// p99 5.9-6.1 against 7.8-8.0 ms. (Before the worker left the writing of
+// responses to the handler goroutines while requests queue, the limit cost
+// 8-10% of throughput at 64: the GIL sat idle while the one thread running
+// wrote.) For an app
 // that waits (on a database, a client, another request) the extra threads are
 // what let it serve while it waits. So the limit starts at 1 and
 //   - rises by one each tick (4 ms) while requests queue and the threads of
