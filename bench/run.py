@@ -906,7 +906,7 @@ def markdown(results: dict) -> str:
                   "| Interpreters | RSS MiB | PSS MiB | Anonymous MiB |", "| ---: | ---: | ---: | ---: |"]
         for n in IDLE_RSS_INTERPRETERS:
             lines.append(f"| {n} | {idle[str(n)]['rss_mib']} | {idle[str(n)]['pss_mib']} | "
-                         f"{fmt(idle[str(n)].get('anon_mib'))} |")
+                         f"{fmt(idle[str(n)].get('anon_mib'), 1)} |")
         lines += ["", f"Per extra interpreter: **{idle['per_extra_interpreter_mib']} MiB**."]
 
     go = results.get("go_bench")

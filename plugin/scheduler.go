@@ -32,14 +32,17 @@ import (
 // p99 5.9-6.1 against 7.8-8.0 ms. (Before the worker left the writing of
 // responses to the handler goroutines while requests queue, the limit cost
 // 8-10% of throughput at 64: the GIL sat idle while the one thread running
-// wrote.) For an app
-// that waits (on a database, a client, another request) the extra threads are
-// what let it serve while it waits. So the limit starts at 1 and
+// wrote.) For an app that waits (on a database, a client, another request)
+// the extra threads are what let it serve while it waits. So the limit starts
+// at 1 and
 //   - rises by one each tick (4 ms) while requests queue and the threads of
-//     the interpreter, while it had requests running, wanted a CPU for less
-//     than half of that time: the GIL sits idle while requests wait. A
-//     request that waits on another request still queued is thus held up
-//     for a few ticks at most;
+//     the interpreter, while they ran requests, wanted a CPU for less than
+//     half of that time: the GIL sits idle while requests wait. Their time in
+//     Go between requests does not count: there a thread may wait for one of
+//     Go's Ps, which is no reason for more threads (it made the limit climb
+//     for an app that does almost nothing in Python, and cost raw WSGI a
+//     third of its throughput). A request that waits on another request
+//     still queued is thus held up for a few ticks at most;
 //   - falls when requests, on average over a window, spent more than half of
 //     it waiting for the GIL as they started: they queue on the GIL anyway,
 //     and our FIFO queue does that better.
@@ -88,36 +91,11 @@ type interpLoad struct {
 	gilWait     int64 // ns
 	windowStart int64
 
-	// For raising it: how long it has had a request running, all told, and
-	// its threads' CPU demand, at the last tick.
-	occupied  int64 // ns, up to occStart while busy
-	occStart  int64
+	// For raising it: its threads' CPU demand and their time running
+	// requests, all told, at the last tick.
 	demand    uint64
-	occAtTick int64
+	ran       uint64
 	sampledAt int64 // 0: none yet
-}
-
-// start and stop count a request in or out.
-func (in *interpLoad) start(clock func() int64) {
-	if in.busy == 0 {
-		in.occStart = clock()
-	}
-	in.busy++
-}
-
-func (in *interpLoad) stop(now int64) {
-	in.busy--
-	if in.busy == 0 {
-		in.occupied += now - in.occStart
-	}
-}
-
-// occupiedAt is the time it has had at least one request running, up to now.
-func (in *interpLoad) occupiedAt(now int64) int64 {
-	if in.busy > 0 {
-		return in.occupied + now - in.occStart
-	}
-	return in.occupied
 }
 
 type pool struct {
@@ -130,10 +108,11 @@ type pool struct {
 	queued   atomic.Int32 // len(queue), for readers without mu
 
 	// The outside world, replaced in tests.
-	wake   func(*worker)        // wakes a sleeping worker thread
-	demand func(*worker) uint64 // ns its thread has wanted a CPU
-	clock  func() int64         // monotonic ns
-	after  func(func())         // runs f one tick from now
+	wake     func(*worker)        // wakes a sleeping worker thread
+	demand   func(*worker) uint64 // ns its thread has wanted a CPU
+	inPython func(*worker) uint64 // ns its thread has spent running requests
+	clock    func() int64         // monotonic ns
+	after    func(func())         // runs f one tick from now
 }
 
 var epoch = time.Now()
@@ -144,6 +123,7 @@ func newPool(interpreters, maxQueue int) *pool {
 		interps:  make([]*interpLoad, interpreters),
 		wake:     wakeWorker,
 		demand:   workerDemand,
+		inPython: workerInPython,
 		clock:    func() int64 { return int64(time.Since(epoch)) },
 		after:    func(f func()) { time.AfterFunc(tickInterval, f) },
 	}
@@ -164,6 +144,8 @@ func (p *pool) addWorker(i int, w *worker) {
 
 func workerDemand(w *worker) uint64 { return uint64(C.vv_worker_demand(w.c)) }
 
+func workerInPython(w *worker) uint64 { return uint64(C.vv_worker_in_python(w.c)) }
+
 func wakeWorker(w *worker) { C.vv_worker_wake(w.c) }
 
 // submit hands req to an idle worker or queues it.
@@ -180,7 +162,7 @@ func (p *pool) submit(req *request) error {
 		}
 	}
 	if best != nil {
-		w := best.take(req, p.clock)
+		w := best.take(req)
 		p.mu.Unlock()
 		p.wake(w)
 		return nil
@@ -221,10 +203,10 @@ func (p *pool) pop() *request {
 
 // take assigns req to one of the interpreter's idle workers and returns it,
 // to be woken. Caller holds pool.mu.
-func (in *interpLoad) take(req *request, clock func() int64) *worker {
+func (in *interpLoad) take(req *request) *worker {
 	w := in.idle[len(in.idle)-1]
 	in.idle = in.idle[:len(in.idle)-1]
-	in.start(clock)
+	in.busy++
 	w.busy = true
 	w.assigned = req
 	return w
@@ -254,14 +236,13 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 	}
 	in := w.interp
 	if w.busy {
-		now := p.clock()
-		in.stop(now)
+		in.busy--
 		w.busy = false
-		in.finished(gilWait, now)
+		in.finished(gilWait, p.clock())
 	}
 	for len(p.queue) > 0 && in.busy < in.limit {
 		if req := p.pop(); req.state.CompareAndSwap(stateQueued, stateRunning) {
-			in.start(p.clock)
+			in.busy++
 			w.busy = true
 			return req, nextRun
 		}
@@ -289,20 +270,18 @@ func (in *interpLoad) finished(gilWait, now int64) {
 
 // tick runs every tickInterval while requests queue. For each interpreter
 // held back by its limit it measures, since the last tick, how long its
-// threads wanted a CPU against how long it had a request running; when they
-// wanted one less than half that time, the GIL sat idle while requests
-// queued, so it raises the limit and hands it queued requests.
+// threads wanted a CPU against how long they spent running requests; when
+// they wanted one less than half that time, requests held the GIL's threads
+// while waiting on something else, and the GIL sat idle while others queued,
+// so it raises the limit and hands it queued requests.
 func (p *pool) tick() {
 	p.mu.Lock()
 	var held []*interpLoad
 	var sample [][]*worker
-	var occupied []int64
 	if len(p.queue) > 0 {
-		now := p.clock()
 		for _, in := range p.interps {
 			if in.busy >= in.limit && in.limit < len(in.workers) {
 				held = append(held, in)
-				occupied = append(occupied, in.occupiedAt(now))
 				var ws []*worker
 				for _, w := range in.workers {
 					if w.started {
@@ -322,8 +301,10 @@ func (p *pool) tick() {
 
 	// Read outside the lock: a read of /proc per thread.
 	demand := make([]uint64, len(held))
+	ran := make([]uint64, len(held))
 	for i, ws := range sample {
 		for _, w := range ws {
+			ran[i] += p.inPython(w)
 			demand[i] += p.demand(w)
 		}
 	}
@@ -332,16 +313,16 @@ func (p *pool) tick() {
 	p.mu.Lock()
 	var wake []*worker
 	for i, in := range held {
-		prevDemand, prevOcc, prevAt := in.demand, in.occAtTick, in.sampledAt
-		in.demand, in.occAtTick, in.sampledAt = demand[i], occupied[i], now
-		if prevAt == 0 || now-prevAt > int64(4*tickInterval) || demand[i] < prevDemand {
+		prevDemand, prevRan, prevAt := in.demand, in.ran, in.sampledAt
+		in.demand, in.ran, in.sampledAt = demand[i], ran[i], now
+		if prevAt == 0 || now-prevAt > int64(4*tickInterval) || demand[i] < prevDemand || ran[i] < prevRan {
 			continue // no baseline to compare with
 		}
-		wanted, ran := demand[i]-prevDemand, occupied[i]-prevOcc
-		if ran > 0 && 2*wanted < uint64(ran) && in.limit < len(in.workers) {
+		wanted, running := demand[i]-prevDemand, ran[i]-prevRan
+		if running > 0 && 2*wanted < running && in.limit < len(in.workers) {
 			in.limit++
 			for in.busy < in.limit && len(in.idle) > 0 && len(p.queue) > 0 {
-				wake = append(wake, in.take(p.pop(), p.clock))
+				wake = append(wake, in.take(p.pop()))
 			}
 		}
 	}

@@ -6,23 +6,32 @@ import (
 )
 
 // newTestPool builds a pool whose workers are plain Go values; waking one is
-// recorded, time and the threads' CPU demand are what the test sets, and a
-// tick runs when the test calls clock.tick.
+// recorded, time and the threads' CPU demand are what the test sets, a worker
+// with a request runs it the whole time, and a tick runs when the test calls
+// clock.tick.
 func newTestPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker) {
 	p, ws, woken, _ := newTimedPool(interps, threads, maxQueue)
 	return p, ws, woken
 }
 
 type testClock struct {
-	now     int64
-	demand  map[*worker]uint64
-	pending func()
+	now      int64
+	demand   map[*worker]uint64
+	inPython map[*worker]uint64
+	workers  []*worker
+	pending  func()
 }
 
-// tick moves time on by d, during which each worker in wanting wanted a CPU
-// for the whole of d, then runs the pending tick, if any.
+// tick moves time on by d, during which each worker with a request ran it and
+// each worker in wanting wanted a CPU for the whole of d, then runs the
+// pending tick, if any.
 func (c *testClock) tick(d time.Duration, wanting ...*worker) {
 	c.now += int64(d)
+	for _, w := range c.workers {
+		if w.busy {
+			c.inPython[w] += uint64(d)
+		}
+	}
 	for _, w := range wanting {
 		c.demand[w] += uint64(d)
 	}
@@ -34,11 +43,12 @@ func (c *testClock) tick(d time.Duration, wanting ...*worker) {
 
 func newTimedPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker, *testClock) {
 	p := newPool(interps, maxQueue)
-	c := &testClock{now: 1, demand: map[*worker]uint64{}}
+	c := &testClock{now: 1, demand: map[*worker]uint64{}, inPython: map[*worker]uint64{}}
 	woken := &[]*worker{}
 	p.wake = func(w *worker) { *woken = append(*woken, w) }
 	p.clock = func() int64 { return c.now }
 	p.demand = func(w *worker) uint64 { return c.demand[w] }
+	p.inPython = func(w *worker) uint64 { return c.inPython[w] }
 	p.after = func(f func()) { c.pending = f }
 	ws := make([][]*worker, interps)
 	for i := range ws {
@@ -46,6 +56,7 @@ func newTimedPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worke
 			w := &worker{}
 			p.addWorker(i, w)
 			ws[i] = append(ws[i], w)
+			c.workers = append(c.workers, w)
 			if _, what := p.next(w, 0); what != nextIdle {
 				panic("a fresh worker should go idle")
 			}
@@ -175,6 +186,20 @@ func TestRequestsThatComputeKeepTheLimitAtOne(t *testing.T) {
 	}
 	if p.interps[0].limit != 1 || len(*woken) != 1 {
 		t.Fatalf("a thread that keeps a CPU busy should not get company: limit %d, woken %d", p.interps[0].limit, len(*woken))
+	}
+}
+
+func TestThreadsWaitingOutsidePythonKeepTheLimitAtOne(t *testing.T) {
+	p, _, woken, clock := newTimedPool(1, 4, 10)
+	submitN(t, p, 3)
+	// The worker has a request but neither runs Python nor wants a CPU: it
+	// waits in Go, between requests, for one of Go's Ps.
+	p.inPython = func(*worker) uint64 { return 0 }
+	for i := 0; i < 20; i++ {
+		clock.tick(tickInterval)
+	}
+	if p.interps[0].limit != 1 || len(*woken) != 1 {
+		t.Fatalf("a thread waiting outside Python should not get company: limit %d, woken %d", p.interps[0].limit, len(*woken))
 	}
 }
 

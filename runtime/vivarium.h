@@ -45,6 +45,9 @@ typedef struct vv_worker {
     uint64_t gil_wait_ns;       /* how long the finished request waited for the
                                    GIL before it could start */
     int statfd;                 /* the thread's /proc schedstat, or -1 */
+    /* Wall time spent running requests with the GIL taken, and when the
+     * current one started (0: none runs); read by the scheduler's thread. */
+    uint64_t py_ns, py_since;
 } vv_worker;
 
 /* An environ key already made into a str: requests carry the same twenty or
@@ -114,6 +117,7 @@ void *vv_loop_main(void *arg);
 void vv_worker_wake(vv_worker *w);
 int vv_worker_reserve(vv_worker *w, size_t n);
 uint64_t vv_worker_demand(vv_worker *w);
+uint64_t vv_worker_in_python(vv_worker *w);
 
 /* bridge.c */
 int vv_bridge_register(void);

@@ -186,6 +186,20 @@ uint64_t vv_worker_demand(vv_worker *w)
     return ns;
 }
 
+/* The wall time the worker's thread has spent running requests, from taking
+ * the GIL at their start to their end, the one under way included: what the
+ * scheduler compares the thread's CPU demand with. Time in Go, between
+ * requests, is left out: there the thread may wait for one of Go's Ps, which
+ * is waiting for a CPU, not for I/O. Called from another thread; py_ns is
+ * published after py_since is cleared, so a request that just ended is
+ * counted at most once. */
+uint64_t vv_worker_in_python(vv_worker *w)
+{
+    uint64_t done = __atomic_load_n(&w->py_ns, __ATOMIC_ACQUIRE);
+    uint64_t since = __atomic_load_n(&w->py_since, __ATOMIC_RELAXED);
+    return since ? done + (now_ns(CLOCK_MONOTONIC) - since) : done;
+}
+
 void *vv_worker_main(void *arg)
 {
     vv_worker *w = arg;
@@ -214,11 +228,16 @@ void *vv_worker_main(void *arg)
          * interpreter when they queue for its GIL (plugin/scheduler.go). */
         uint64_t t0 = now_ns(CLOCK_MONOTONIC);
         PyEval_RestoreThread(ts);
-        w->gil_wait_ns = now_ns(CLOCK_MONOTONIC) - t0;
+        uint64_t t1 = now_ns(CLOCK_MONOTONIC);
+        w->gil_wait_ns = t1 - t0;
+        __atomic_store_n(&w->py_since, t1, __ATOMIC_RELAXED);
         /* The previous answer stayed alive until Go had written it. */
         Py_CLEAR(answer);
         answer = run_request(w, &r);
         PyEval_SaveThread();
+        uint64_t ran = now_ns(CLOCK_MONOTONIC) - t1;
+        __atomic_store_n(&w->py_since, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->py_ns, w->py_ns + ran, __ATOMIC_RELEASE);
     }
     PyEval_RestoreThread(ts);
     Py_CLEAR(answer);
