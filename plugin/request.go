@@ -70,9 +70,10 @@ func (req *request) release() {
 // caller leaves the write to the handler goroutine instead: the worker gets
 // back to Python sooner, and the goroutines that run on one Go thread write
 // their responses back to back, which wakes the clients less often. Measured
-// with Flask hello, 2 interpreters, 64 connections, in 4 alternating rounds:
-// 1.1-1.3 against 1.8-2.0 context switches per request in Caddy, and about 8%
-// more req/s (-0.5% to +19% by round). Without a Content-Length, flushing
+// with Flask hello, 2 interpreters, in 3 alternating rounds against flushing
+// on the worker always: at 64 connections 23.1-23.6k against 19.9-21.1k req/s
+// and 1.2-1.3 against 1.7-1.9 context switches per request; at 16, 20.5-20.7k
+// against 18.5-18.6k; at 1, unchanged. Without a Content-Length, flushing
 // early would force chunked encoding on what net/http can still send with a
 // length, so that always waits for the handler.
 func (req *request) finish(head, body []byte, flags int, flush bool) {
