@@ -96,6 +96,15 @@ def proc_status(pid: int, field: str) -> str:
     raise KeyError(f"{field} not in /proc/{pid}/status")
 
 
+def thread_names(pid: int) -> list[str]:
+    """The names of the process's threads, as top -H shows them."""
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/comm") as fh:
+            names.append(fh.read().strip())
+    return sorted(names)
+
+
 def record_measurement(text: str) -> None:
     """A line for the end-of-run summary (measurements are printed, not hidden)."""
     print(text)

@@ -24,6 +24,7 @@ from support import (
     post_streamed_upload,
     python_block,
     random_chunks,
+    thread_names,
     valid_retry_after,
     venv_site_packages,
     wait_until,
@@ -103,11 +104,8 @@ def framework_venvs(make_venv):
 
 
 def test_each_interpreter_runs_its_event_loop_on_a_thread_named_for_top_and_perf(server):
-    names = []
-    for task in os.listdir(f"/proc/{server.pid}/task"):
-        with open(f"/proc/{server.pid}/task/{task}/comm") as fh:
-            names.append(fh.read().strip())
-    assert names.count("vv-asgi") == 1, sorted(names)
+    names = thread_names(server.pid)
+    assert names.count("vv-asgi") == 1, names
 
 
 def test_starlette_and_django_run_next_to_a_wsgi_app_in_own_gil_interpreters(

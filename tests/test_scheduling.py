@@ -2,7 +2,6 @@
 an interpreter runs several requests at once only while they wait rather than
 compute; a full queue answers 503 with Retry-After instead of piling up."""
 
-import os
 import statistics
 import threading
 import time
@@ -12,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from support import app_dir, python_block, valid_retry_after
+from support import app_dir, python_block, thread_names, valid_retry_after
 
 TARGET_SECONDS = 0.4  # CPU time of one CPU-bound request
 
@@ -131,11 +130,8 @@ def test_two_interpreters_run_two_cpu_bound_requests_in_parallel(server, measure
 
 def test_each_interpreter_has_threads_worker_threads_named_for_top_and_perf(server):
     # own-gil: 2 interpreters x 1 thread; one-gil: 1 interpreter x 2 threads
-    names = []
-    for task in os.listdir(f"/proc/{server.pid}/task"):
-        with open(f"/proc/{server.pid}/task/{task}/comm") as fh:
-            names.append(fh.read().strip())
-    assert names.count("vv-wsgi") == 4, sorted(names)
+    names = thread_names(server.pid)
+    assert names.count("vv-wsgi") == 4, names
 
 
 def test_threads_n_gives_n_requests_in_the_app_at_once(start_caddy):
