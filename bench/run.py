@@ -662,17 +662,25 @@ def run_server(spec: ServerSpec, caddy: Path, venvs, duration: int, warmup: int,
     """Starts one server, measures all its points, stops it."""
     plan = [(ep, c) for w in spec.workloads for ep, conns in WORKLOADS[w] for c in conns
             if conns_filter is None or c in conns_filter]
-    endpoints = list(dict.fromkeys(ENDPOINTS[ep] for ep, _ in plan))
-    server = Server(spec, caddy, venvs)
     log(f"{spec.name}: starting ({spec.label})")
+    return measure_plan(spec, caddy, venvs, plan, duration, warmup)
+
+
+def measure_plan(spec: ServerSpec, caddy: Path, venvs, plan: list[tuple[str, int]], duration: int,
+                 warmup: int, rnd: int | None = None) -> list[dict]:
+    """Starts the server, measures each (endpoint, connections) of plan, stops it.
+    Points of an extra target round carry its number."""
+    server = Server(spec, caddy, venvs, tag=f"{spec.name}-round{rnd}" if rnd else "")
     points = []
     try:
-        server.start(endpoints)
+        server.start(list(dict.fromkeys(ENDPOINTS[ep] for ep, _ in plan)))
         for ep, conns in plan:
             point = measure_point(server, ep, conns, duration, warmup)
+            if rnd:
+                point["round"] = rnd
             points.append(point)
-            log(f"  {ep:8} c={conns:<3} {point['rps']:>9.0f} req/s  p50 {point['p50_ms']:.2f} ms"
-                f"  p99 {point['p99_ms']:.2f} ms  cpu {point['cpu_us_per_req']} us/req"
+            log(f"  {f'round {rnd} {spec.name} ' if rnd else ''}{ep:8} c={conns:<3} {point['rps']:>9.0f} req/s"
+                f"  p50 {point['p50_ms']:.2f} ms  p99 {point['p99_ms']:.2f} ms  cpu {point['cpu_us_per_req']} us/req"
                 f"  rss {point['rss_mib']} MiB  others {point['other_cpu_pct']:.0f}% cpu")
     finally:
         server.stop()
@@ -691,17 +699,8 @@ def measure_target_rounds(servers: list[ServerSpec], caddy: Path, venvs, duratio
     points = []
     for rnd in range(2, total_rounds + 1):
         for spec in (specs if rnd % 2 else list(reversed(specs))):
-            server = Server(spec, caddy, venvs, tag=f"{spec.name}-round{rnd}")
-            try:
-                server.start([ENDPOINTS[e] for e in wanted[spec.name]])
-                for endpoint in wanted[spec.name]:
-                    point = measure_point(server, endpoint, TARGET_CONNS, duration, warmup)
-                    point["round"] = rnd
-                    points.append(point)
-                    log(f"  round {rnd} {spec.name:24} {endpoint:6} {point['rps']:>9.0f} req/s"
-                        f"  p50 {point['p50_ms']:.2f} ms  p99 {point['p99_ms']:.2f} ms")
-            finally:
-                server.stop()
+            plan = [(e, TARGET_CONNS) for e in wanted[spec.name]]
+            points += measure_plan(spec, caddy, venvs, plan, duration, warmup, rnd)
     return points
 
 
