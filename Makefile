@@ -1,54 +1,69 @@
 # Vivarium: build, demo, tests. Every target installs what it needs itself.
 SHELL := /bin/bash
 
-PYTHON := $(shell scripts/find-python.sh)
+PYTHON := $(shell scripts/find-python.sh 2>/dev/null)
 ifeq ($(PYTHON),)
-$(error no embeddable Python >= 3.13 found; see README "Prerequisites")
+ifneq ($(VIVARIUM_IN_SYSROOT),1)
+# No Python >= 3.14 here (Debian 12 and 13 have none): every target runs in a
+# Debian sid root that has 3.14 and 3.15 (scripts/sysroot.sh), made on first use.
+SYSROOT_GOALS := $(or $(MAKECMDGOALS),build)
+.PHONY: $(SYSROOT_GOALS) _sysroot
+$(SYSROOT_GOALS): _sysroot ; @:
+_sysroot:
+	@echo "make: no Python >= 3.14 on this machine; running 'make $(SYSROOT_GOALS)' in the Debian sid root (scripts/sysroot.sh)"
+	scripts/sysroot.sh run $(MAKE) $(SYSROOT_GOALS) $(MAKEOVERRIDES)
+else
+$(error $(shell scripts/find-python.sh 2>&1 >/dev/null))
 endif
-PYLIBDIR := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+else
 
-# LINK=static, the default when that Python installed its libpythonX.Y.a, puts
-# the interpreter inside bin/caddy: its own calls then skip the PLT and the
-# __tls_get_addr lookups of a shared library, which made pure-Python requests
-# about 12% faster here (bench/README.md). --export-dynamic lets extension
-# modules find the C API in the executable, as in Python's own static `python`.
-# The whole archive goes in because extension modules may call functions
-# bin/caddy itself never does. It is given to the final link only (GOFLAGS):
-# CGO_LDFLAGS is repeated for every cgo package, and the archive would be too.
-# LINK=shared links libpython.so with an rpath, so no LD_LIBRARY_PATH is needed.
+PYVERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# bin/caddy for the default Python; OUT=bin/3.15 PYTHON=python3.15 builds another beside it.
+OUT ?= bin
+CADDY := $(OUT)/caddy
+
+# How libpython is linked: static where the Python installed what that needs,
+# shared otherwise (scripts/link-flags.py says why); LINK=static|shared insists.
+LINKING = $(shell $(PYTHON) scripts/link-flags.py $(1) $(LINK))
+LINK_MODE := $(call LINKING,mode)
+ifeq ($(LINK_MODE),)
+$(error scripts/link-flags.py failed for $(PYTHON))
+endif
+LINK_WHY := $(call LINKING,why)
+LINK_CGO_LDFLAGS := $(call LINKING,cgo)
+LINK_EXTLDFLAGS := $(call LINKING,ext)
+comma := ,
+space := $(subst ,, )
+ifneq ($(LINK_WHY),)
+$(info make: linking libpython$(PYVERSION) shared: $(LINK_WHY))
+endif
 export CGO_ENABLED := 1
 # Go's build cache does not notice edits to the runtime/ files that
 # plugin/runtime.c includes; their checksum among the flags, which are part of
 # the cache key, does.
 RUNTIME_SUM := $(shell cat runtime/*.c runtime/*.h | cksum | cut -d' ' -f1)
 export CGO_CFLAGS := $(shell $(PYTHON)-config --includes) -O2 -g -DVV_RUNTIME_SUM=$(RUNTIME_SUM)
-PYARCHIVE := $(shell $(PYTHON) -c 'import os, sysconfig as s; a = os.path.join(s.get_config_var("LIBPL"), s.get_config_var("LIBRARY")); print(a if os.path.isfile(a) and " " not in a else "")')
-LINK ?= $(if $(PYARCHIVE),static,shared)
-ifeq ($(LINK),static)
-ifeq ($(PYARCHIVE),)
-$(error LINK=static: $(PYTHON) installed no libpythonX.Y.a; use LINK=shared)
-endif
-PYSYSLIBS := $(shell $(PYTHON) -c 'import sysconfig as s; print(",".join(f for v in ("LIBS", "SYSLIBS", "MODLIBS") for f in (s.get_config_var(v) or "").split() if f.startswith("-l")))')
-export CGO_LDFLAGS := -ldl -lm
-export GOFLAGS := $(GOFLAGS) -ldflags=-extldflags=-Wl,--whole-archive,$(PYARCHIVE),--no-whole-archive,--export-dynamic,$(PYSYSLIBS)
-else
-export CGO_LDFLAGS := $(shell $(PYTHON)-config --embed --ldflags) -Wl,-rpath,$(PYLIBDIR)
+export CGO_LDFLAGS := $(LINK_CGO_LDFLAGS)
+# The archive goes to the final link only (GOFLAGS): CGO_LDFLAGS is repeated
+# for every cgo package, and the archive would be too.
+ifneq ($(LINK_EXTLDFLAGS),)
+export GOFLAGS := $(GOFLAGS) -ldflags=-extldflags=$(subst $(space),$(comma),$(LINK_EXTLDFLAGS))
 endif
 export PYTHON
 
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
-TEST_VENV := .venv-test
+TEST_VENV := .venv-test-$(PYVERSION)
 
 .PHONY: build run test test-go test-py bench clean FORCE
 
-build: bin/caddy
+build: $(CADDY)
 
 # Rewritten only when the link flags change, so that changing them rebuilds.
-bin/.flags: FORCE
-	@mkdir -p bin; flags='$(CGO_CFLAGS) $(CGO_LDFLAGS) $(GOFLAGS)'; \
+$(OUT)/.flags: FORCE
+	@mkdir -p $(OUT); flags='$(CGO_CFLAGS) $(CGO_LDFLAGS) $(GOFLAGS)'; \
 	[ "$$(cat $@ 2>/dev/null)" = "$$flags" ] || echo "$$flags" > $@
 
-bin/caddy: $(GO_SOURCES) bin/.flags
+$(CADDY): $(GO_SOURCES) $(OUT)/.flags
 	go build -o $@ ./cmd/caddy
 
 run: build
@@ -67,7 +82,7 @@ test-go:
 	go test ./...
 
 test-py: build $(TEST_VENV)/.ok
-	VIVARIUM_BIN=$(CURDIR)/bin/caddy $(TEST_VENV)/bin/python -m pytest -ra tests
+	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra tests
 
 # Vivarium beside gunicorn, uvicorn and Granian, driven by wrk; writes
 # docs/benchmarks/ (results.json, README.md, charts). BENCH_ARGS=--quick for a
@@ -76,4 +91,6 @@ bench: build
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf bin $(TEST_VENV) tests/.venvs
+	rm -rf bin .venv-test-* tests/.venvs
+
+endif
