@@ -81,8 +81,10 @@ test-go:
 	go vet ./...
 	go test ./...
 
+# TESTS picks what to run, as pytest takes it: TESTS=tests/test_reload.py
+TESTS ?= tests
 test-py: build $(TEST_VENV)/.ok
-	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra tests
+	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra $(TESTS)
 
 # Vivarium beside gunicorn, uvicorn and Granian, driven by wrk; writes
 # docs/benchmarks/ (results.json, README.md, charts). BENCH_ARGS=--quick for a

@@ -83,7 +83,7 @@ run() {
 	local name
 	for name in $(compgen -e); do
 		case $name in
-			CI | GO* | LINK | BENCH_ARGS | PYTEST_ADDOPTS | VIVARIUM_* | PIP_* | *_proxy | *_PROXY | \
+			CI | GO* | LINK | TESTS | BENCH_ARGS | PYTEST_ADDOPTS | VIVARIUM_* | PIP_* | *_proxy | *_PROXY | \
 				SSL_CERT_* | REQUESTS_CA_BUNDLE | CURL_CA_BUNDLE) keep+=("$name=${!name}") ;;
 		esac
 	done
