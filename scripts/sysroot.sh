@@ -77,6 +77,10 @@ run() {
 	goroot=$(go env GOROOT 2>/dev/null || true)
 	[ -n "$goroot" ] || die "no Go on PATH (Go 1.26 builds Vivarium; its toolchain is bound into the sysroot)"
 	mkdir -p "$HOME/.cache" "$HOME/go"
+	# A git worktree keeps its repository elsewhere; Go's VCS stamping reads it.
+	local gitdir
+	gitdir=$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+	case $gitdir in "$ROOT"/* | "") gitdir=$ROOT ;; esac
 	cp /etc/resolv.conf "$SYSROOT/etc/resolv.conf"
 	local keep=(PATH="$goroot/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 		HOME="$HOME" LANG=C.UTF-8 TERM="${TERM:-dumb}" VIVARIUM_IN_SYSROOT=1)
@@ -90,16 +94,16 @@ run() {
 	# The mounts live in a namespace of their own and go with it.
 	exec unshare --mount --propagation private -- "$BASH" -c '
 		set -e
-		SYSROOT=$1 ROOT=$2 GOROOT=$3 nkeep=$4; shift 4
+		SYSROOT=$1 ROOT=$2 GOROOT=$3 GITDIR=$4 nkeep=$5; shift 5
 		bind() { [ -e "$1" ] || return 0; mkdir -p "$SYSROOT$1"; mount --rbind "$1" "$SYSROOT$1"; }
 		mount -t proc proc "$SYSROOT/proc"
 		bind /dev; bind /sys; bind /tmp
 		# The host'"'"'s CA bundle: the registries may be reached through a proxy it trusts.
 		bind /etc/ssl/certs; bind /usr/local/share/ca-certificates
-		bind "$ROOT"; bind "$GOROOT"; bind "$HOME/.cache"; bind "$HOME/go"; bind "$HOME/.config/go"
+		bind "$ROOT"; bind "$GOROOT"; bind "$HOME/.cache"; bind "$HOME/go"; bind "$HOME/.config/go"; bind "$GITDIR"
 		env=("${@:1:nkeep}"); shift "$nkeep"
 		exec chroot "$SYSROOT" /usr/bin/env -i "${env[@]}" /bin/bash -c "cd \"\$0\" && exec \"\$@\"" "$PWD" "$@"
-	' _ "$SYSROOT" "$ROOT" "$goroot" "${#keep[@]}" "${keep[@]}" "$@"
+	' _ "$SYSROOT" "$ROOT" "$goroot" "$gitdir" "${#keep[@]}" "${keep[@]}" "$@"
 }
 
 case ${1:-} in
