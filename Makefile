@@ -1,8 +1,10 @@
 # Vivarium: build, demo, tests. Every target installs what it needs itself.
 SHELL := /bin/bash
 
-PYTHON := $(shell scripts/find-python.sh 2>/dev/null)
-ifeq ($(PYTHON),)
+# PYTHON=... (on the command line or in the environment) picks the Python;
+# scripts/find-python.sh checks it, or finds one.
+FOUND_PYTHON := $(shell PYTHON='$(PYTHON)' scripts/find-python.sh 2>/dev/null)
+ifeq ($(FOUND_PYTHON),)
 ifneq ($(VIVARIUM_IN_SYSROOT),1)
 # No Python >= 3.14 here (Debian 12 and 13 have none): every target runs in a
 # Debian sid root that has 3.14 and 3.15 (scripts/sysroot.sh), made on first use.
@@ -13,9 +15,10 @@ _sysroot:
 	@echo "make: no Python >= 3.14 on this machine; running 'make $(SYSROOT_GOALS)' in the Debian sid root (scripts/sysroot.sh)"
 	scripts/sysroot.sh run $(MAKE) $(SYSROOT_GOALS) $(MAKEOVERRIDES)
 else
-$(error $(shell scripts/find-python.sh 2>&1 >/dev/null))
+$(error $(shell PYTHON='$(PYTHON)' scripts/find-python.sh 2>&1 >/dev/null))
 endif
 else
+override PYTHON := $(FOUND_PYTHON)
 
 PYVERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 # bin/caddy for the default Python; OUT=bin/3.15 PYTHON=python3.15 builds another beside it.

@@ -41,13 +41,28 @@ in_root_apt() {
 		apt-get -o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0 "$@"
 }
 
+# missing: prints the packages of PACKAGES the root lacks.
+missing() {
+	local pkg
+	for pkg in "${PACKAGES[@]}"; do
+		chroot "$SYSROOT" dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' ||
+			echo "$pkg"
+	done
+}
+
 ensure() {
 	mkdir -p "$(dirname "$SYSROOT")"
+	# Held while the root is made or changed, not while commands run in it.
 	exec 9>"$SYSROOT.lock"
 	flock 9
-	local want
-	want=$(printf '%s\n' "${PACKAGES[@]}" | sort | tr '\n' ' ')
-	if [ -f "$SYSROOT/.vivarium-packages" ] && [ "$(cat "$SYSROOT/.vivarium-packages")" = "$want" ]; then
+	make_root
+	exec 9>&-
+}
+
+make_root() {
+	# Several checkouts may share the root, each wanting its own list: install
+	# what is missing, never remove.
+	if [ -x "$SYSROOT/usr/bin/dpkg-query" ] && [ -z "$(missing)" ]; then
 		return 0
 	fi
 	if [ ! -x "$SYSROOT/usr/bin/apt-get" ]; then
@@ -68,7 +83,6 @@ ensure() {
 	in_root_apt update -qq >/dev/null 2>&1 || in_root_apt update
 	in_root_apt install -y -qq --no-install-recommends "${PACKAGES[@]}" >"$SYSROOT.apt.log" 2>&1 ||
 		die "apt-get install in the sysroot failed; see $SYSROOT.apt.log"
-	echo "$want" >"$SYSROOT/.vivarium-packages"
 }
 
 run() {
