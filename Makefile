@@ -57,7 +57,7 @@ export PYTHON
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
 TEST_VENV := .venv-test-$(PYVERSION)
 
-.PHONY: build run test test-go test-py bench clean FORCE
+.PHONY: build run test test-go test-py test-smoke bench clean FORCE
 
 build: $(CADDY)
 
@@ -88,6 +88,12 @@ test-go:
 TESTS ?= tests
 test-py: build $(TEST_VENV)/.ok
 	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra $(TESTS)
+
+# A short run for a second Python: make test-smoke OUT=bin/3.15 PYTHON=python3.15
+SMOKE_TESTS := tests/test_wsgi_environ.py tests/test_asgi_http.py tests/test_websocket.py \
+	tests/test_reload.py tests/test_python_check.py
+test-smoke: build $(TEST_VENV)/.ok
+	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra $(SMOKE_TESTS)
 
 # Vivarium beside gunicorn, uvicorn and Granian, driven by wrk; writes
 # docs/benchmarks/ (results.json, README.md, charts). BENCH_ARGS=--quick for a

@@ -21,8 +21,10 @@ why() {
 	esac
 	local cfg="$py-config"
 	[ -x "$cfg" ] || cfg="$(dirname "$py")/python${v%.*}-config"
-	[ -x "$cfg" ] && "$cfg" --embed --ldflags >/dev/null 2>&1 ||
-		{ echo "$py has no python${v%.*}-config --embed (install its -dev package or headers)"; return; }
+	if ! { [ -x "$cfg" ] && "$cfg" --embed --ldflags >/dev/null 2>&1; }; then
+		echo "$py has no python${v%.*}-config --embed (install its -dev package or headers)"
+		return
+	fi
 	"$py" -c 'import sys, sysconfig; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") or sysconfig.get_config_var("LIBRARY") else 1)' 2>/dev/null ||
 		{ echo "$py has neither a shared nor a static libpython"; return; }
 }

@@ -45,6 +45,7 @@ in_root_apt() {
 missing() {
 	local pkg
 	for pkg in "${PACKAGES[@]}"; do
+		# shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
 		chroot "$SYSROOT" dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' ||
 			echo "$pkg"
 	done
@@ -106,23 +107,36 @@ run() {
 		esac
 	done
 	# The mounts live in a namespace of their own and go with it.
-	exec unshare --mount --propagation private -- "$BASH" -c '
-		set -e
-		SYSROOT=$1 ROOT=$2 GOROOT=$3 GITDIR=$4 nkeep=$5; shift 5
-		bind() { [ -e "$1" ] || return 0; mkdir -p "$SYSROOT$1"; mount --rbind "$1" "$SYSROOT$1"; }
-		mount -t proc proc "$SYSROOT/proc"
-		bind /dev; bind /sys; bind /tmp
-		# The host'"'"'s CA bundle: the registries may be reached through a proxy it trusts.
-		bind /etc/ssl/certs; bind /usr/local/share/ca-certificates
-		bind "$ROOT"; bind "$GOROOT"; bind "$HOME/.cache"; bind "$HOME/go"; bind "$HOME/.config/go"; bind "$GITDIR"
-		env=("${@:1:nkeep}"); shift "$nkeep"
-		exec chroot "$SYSROOT" /usr/bin/env -i "${env[@]}" /bin/bash -c "cd \"\$0\" && exec \"\$@\"" "$PWD" "$@"
-	' _ "$SYSROOT" "$ROOT" "$goroot" "$gitdir" "${#keep[@]}" "${keep[@]}" "$@"
+	exec unshare --mount --propagation private -- "$0" _enter "$goroot" "$gitdir" "${#keep[@]}" "${keep[@]}" "$@"
+}
+
+# enter GOROOT GITDIR N ENV(N)... CMD...: in the new mount namespace, binds
+# what the commands need and runs CMD in the root with exactly ENV.
+enter() {
+	local goroot=$1 gitdir=$2 nkeep=$3
+	shift 3
+	local env=("${@:1:nkeep}")
+	shift "$nkeep"
+	mount -t proc proc "$SYSROOT/proc"
+	# The host's CA bundle: the registries may be reached through a proxy it trusts.
+	local src
+	for src in /dev /sys /tmp /etc/ssl/certs /usr/local/share/ca-certificates "$ROOT" "$goroot" \
+		"$HOME/.cache" "$HOME/go" "$HOME/.config/go" "$gitdir"; do
+		[ -e "$src" ] || continue
+		mkdir -p "$SYSROOT$src"
+		mount --rbind "$src" "$SYSROOT$src"
+	done
+	# shellcheck disable=SC2016 # $0 and $@ are the inner shell's
+	exec chroot "$SYSROOT" /usr/bin/env -i "${env[@]}" /bin/bash -c 'cd "$0" && exec "$@"' "$PWD" "$@"
 }
 
 case ${1:-} in
 	ensure) ensure ;;
 	path) echo "$SYSROOT" ;;
+	_enter)
+		shift
+		enter "$@"
+		;;
 	run)
 		shift
 		[ $# -gt 0 ] || die "run what? scripts/sysroot.sh run CMD..."
