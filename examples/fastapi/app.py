@@ -20,7 +20,8 @@ Routes:
                   (a bad body -> 422 with FastAPI's ``detail``)
   GET  /whoami    a dependency chain: the X-Token header -> a user, or 401
   GET  /info      interpreter id (0: the main interpreter), pid, versions, lifespan state
-  GET  /docs      FastAPI's interactive API docs (Swagger UI; its JS comes from a CDN)
+  GET  /docs      FastAPI's interactive API docs: Swagger UI, its JS and CSS served
+                  from this app's venv (swagger-ui-bundle-v2), so it works offline
 """
 
 import contextlib
@@ -35,8 +36,11 @@ from typing import Annotated
 import fastapi
 import pydantic
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from swagger_ui_bundle import swagger_ui_path
 
 try:  # CPython's private module; present on 3.13+, the versions Vivarium supports
     import _interpreters
@@ -62,7 +66,23 @@ async def lifespan(app: FastAPI):
     print(f"fastapi demo: shutdown in interpreter {interpreter_id()}", flush=True)
 
 
-app = FastAPI(title="Vivarium FastAPI demo", lifespan=lifespan)
+# FastAPI's own /docs and /redoc pages load their JavaScript from a CDN and stay blank
+# offline; /docs below serves Swagger UI from the venv instead, and ReDoc is left out.
+app = FastAPI(title="Vivarium FastAPI demo", lifespan=lifespan, docs_url=None, redoc_url=None)
+app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+
+@app.get("/docs", include_in_schema=False)
+def docs(request: Request) -> HTMLResponse:
+    # Absolute URLs under the mount point: root_path is /fastapi under Caddy.
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=root + app.openapi_url,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+        swagger_favicon_url=f"{root}/docs-assets/favicon-32x32.png",
+    )
 
 
 # ------------------------------------------------------------ pydantic models
