@@ -27,6 +27,8 @@ PACKAGES=(
 	python3.14-dev python3.14-venv python3.15-dev python3.15-venv
 	gcc libc6-dev make git ca-certificates procps curl
 	libexpat1-dev zlib1g-dev libzstd-dev libssl-dev libffi-dev
+	# tests/test_browser.py: headless Chromium driven through its WebDriver.
+	chromium chromium-driver
 )
 
 log() { printf 'sysroot: %s\n' "$*" >&2; }

@@ -16,10 +16,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import site
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from support import (
@@ -27,10 +30,14 @@ from support import (
     VENVS_DIR,
     Caddy,
     Launcher,
+    caddy_env,
+    free_port,
     record_measurement,
     required_env,
     tail,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -176,3 +183,43 @@ def caddy_must_refuse(caddy_launcher):
 @pytest.fixture
 def measurement():
     return record_measurement
+
+
+@pytest.fixture(scope="session")
+def demo(vivarium_bin, tmp_path_factory):
+    """`scripts/demo.sh setup`, then `scripts/demo.sh start` (migrate, then Caddy): the
+    Docker image's steps, on a database of its own. Yields (client, port, process): an
+    httpx client on the demo's base URL. One server for the session (test_demo.py and
+    test_browser.py); stopping it with SIGTERM must exit 0."""
+    work = tmp_path_factory.mktemp("demo")
+    port, admin = free_port(), free_port()
+    env = caddy_env(work) | {
+        "PYTHON": os.environ["PYTHON"],
+        "VIVARIUM_BIN": str(vivarium_bin),
+        "VIVARIUM_PORT": str(port),
+        "VIVARIUM_ADMIN_PORT": str(admin),
+        "DJANGO_SQLITE_PATH": str(work / "db" / "demo.sqlite3"),
+    }
+    setup = subprocess.run([ROOT / "scripts" / "demo.sh", "setup"], env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert setup.returncode == 0, setup.stderr[-4000:]
+
+    log = open(work / "demo.log", "w")
+    proc = subprocess.Popen([ROOT / "scripts" / "demo.sh", "start"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, (work / "demo.log").read_text()[-4000:]
+        assert time.monotonic() < deadline, (work / "demo.log").read_text()[-4000:]
+        time.sleep(0.3)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        yield client, port, proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, (work / "demo.log").read_text()[-4000:]
+    log.close()

@@ -3,57 +3,11 @@
 the main interpreter, all in one Caddy process."""
 
 import asyncio
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
 
-import httpx
-import pytest
 import websockets
 
-from support import caddy_env, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def demo(vivarium_bin, tmp_path_factory):
-    """`scripts/demo.sh setup`, then `scripts/demo.sh start` (migrate, then Caddy): the
-    Docker image's steps, on a database of its own."""
-    work = tmp_path_factory.mktemp("demo")
-    port, admin = free_port(), free_port()
-    env = caddy_env(work) | {
-        "PYTHON": os.environ["PYTHON"],
-        "VIVARIUM_BIN": str(vivarium_bin),
-        "VIVARIUM_PORT": str(port),
-        "VIVARIUM_ADMIN_PORT": str(admin),
-        "DJANGO_SQLITE_PATH": str(work / "db" / "demo.sqlite3"),
-    }
-    setup = subprocess.run([ROOT / "scripts" / "demo.sh", "setup"], env=env,
-                           capture_output=True, text=True, timeout=900)
-    assert setup.returncode == 0, setup.stderr[-4000:]
-
-    log = open(work / "demo.log", "w")
-    proc = subprocess.Popen([ROOT / "scripts" / "demo.sh", "start"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (work / "demo.log").read_text()[-4000:]
-        assert time.monotonic() < deadline, (work / "demo.log").read_text()[-4000:]
-        time.sleep(0.3)
-    with httpx.Client(base_url=base, timeout=30) as client:
-        yield client, port, proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, (work / "demo.log").read_text()[-4000:]
-    log.close()
+# The `demo` fixture (conftest.py) serves it, once for this module and test_browser.py.
 
 
 def test_every_demo_app_answers_under_its_prefix(demo):
