@@ -1,6 +1,12 @@
 # Vivarium: build, demo, tests. Every target installs what it needs itself.
 SHELL := /bin/bash
 
+# Autobahn|Testsuite runs on the host (Python 2.7); conformance/run.sh starts
+# bin/caddy itself, in the Debian sid root where there is no Python 3.14.
+.PHONY: conformance
+conformance:
+	conformance/run.sh
+
 # PYTHON=... (on the command line or in the environment) picks the Python;
 # scripts/find-python.sh checks it, or finds one.
 FOUND_PYTHON := $(shell PYTHON='$(PYTHON)' scripts/find-python.sh 2>/dev/null)
@@ -8,12 +14,14 @@ ifeq ($(FOUND_PYTHON),)
 ifneq ($(VIVARIUM_IN_SYSROOT),1)
 # No Python >= 3.14 here (Debian 12 and 13 have none): every target runs in a
 # Debian sid root that has 3.14 and 3.15 (scripts/sysroot.sh), made on first use.
-SYSROOT_GOALS := $(or $(MAKECMDGOALS),build)
+SYSROOT_GOALS := $(filter-out conformance,$(or $(MAKECMDGOALS),build))
+ifneq ($(SYSROOT_GOALS),)
 .PHONY: $(SYSROOT_GOALS) _sysroot
 $(SYSROOT_GOALS): _sysroot ; @:
 _sysroot:
 	@echo "make: no Python >= 3.14 on this machine; running 'make $(SYSROOT_GOALS)' in the Debian sid root (scripts/sysroot.sh)"
 	scripts/sysroot.sh run $(MAKE) $(SYSROOT_GOALS) $(MAKEOVERRIDES)
+endif
 else
 $(error $(shell PYTHON='$(PYTHON)' scripts/find-python.sh 2>&1 >/dev/null))
 endif

@@ -138,19 +138,49 @@ func vvPostGo(token uint64, kind int, a, b []byte, flags int) int {
 	return q.push(m)
 }
 
-// readBody reads the request body one part per want, so a large upload is
-// never held in memory beyond the part the app is about to receive.
-func (q *asgiRequest) readBody(body io.Reader, wants <-chan struct{}) {
+// bodyReader reads a streamed request body one part per want, so a large
+// upload is never held in memory beyond the part the app is about to
+// receive. It alone reads the body once started; the handler goroutine
+// hears from it only when the body failed.
+type bodyReader struct {
+	q      *asgiRequest
+	body   io.ReadCloser
+	wants  chan struct{}
+	failed chan error    // cap 1: the body is not valid HTTP (see bodyStatus)
+	done   chan struct{} // closed once the reader has let go of the body
+}
+
+func (q *asgiRequest) startBodyReader(body io.ReadCloser) *bodyReader {
+	br := &bodyReader{q: q, body: body, wants: make(chan struct{}, 1),
+		failed: make(chan error, 1), done: make(chan struct{})}
+	go br.run()
+	return br
+}
+
+func (br *bodyReader) want() {
+	select {
+	case br.wants <- struct{}{}:
+	default:
+	}
+}
+
+func (br *bodyReader) run() {
+	defer close(br.done)
+	q := br.q
 	buf := make([]byte, inlineBody)
-	for range wants {
-		n, err := fill(body, buf)
+	for range br.wants {
+		n, err := fill(br.body, buf)
 		switch {
 		case err == io.EOF:
 			q.loop.post(evBody, q.token, bytesField(buf[:n]), "0")
 			return
 		case err != nil:
-			// A client gone mid-upload: the body is not complete, whatever
-			// arrived of it, so the app hears of a disconnect, not an end.
+			// The body is not complete, whatever arrived of it, so the app
+			// hears of a disconnect, not of an end. The handler is told
+			// first: the app may return as soon as it hears.
+			if bodyStatus(err) != 0 {
+				br.failed <- err
+			}
 			if q.markGone() {
 				q.loop.post(evDisconnect, q.token)
 			}
@@ -158,6 +188,40 @@ func (q *asgiRequest) readBody(body io.Reader, wants <-chan struct{}) {
 		}
 		q.loop.post(evBody, q.token, bytesField(buf[:n]), "1")
 	}
+	// Stopped by finishBody with the body unread.
+	drain(br.body)
+}
+
+// finishBody is called once the app's response is complete while part of a
+// streamed body may still be unread. What is left is read and dropped, as
+// uvicorn does, so that the connection serves the next request; a client
+// that stalls meanwhile is cut off by Caddy's read_idle_timeout. Left to
+// net/http after the handler returns, that drain runs into its background
+// read of the connection when full duplex is on (golang/go#68560), and the
+// next request on the connection fails; closing the connection instead
+// needs net/http to see the early close, which it cannot through the body
+// wrappers Caddy installs.
+func (p *Python) finishBody(w http.ResponseWriter, r *http.Request, br *bodyReader) {
+	if br != nil {
+		close(br.wants)
+		select {
+		case <-br.done:
+			return // read to its end (or failed) already
+		default:
+		}
+	}
+	// The client has its response before anything waits for its body.
+	_ = http.NewResponseController(w).Flush()
+	if br == nil {
+		drain(r.Body)
+		return
+	}
+	<-br.done
+}
+
+func drain(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, body)
+	body.Close()
 }
 
 // fill reads until buf is full or the body ends (io.EOF) or fails. Unlike
@@ -188,8 +252,9 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []str
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	path := appPath(r)
 	// ASGI keeps the full path and names the mount point in root_path.
-	if !mountedAt(r.URL.Path, rootPath) {
+	if !mountedAt(path, rootPath) {
 		rootPath = ""
 	}
 	var hb strings.Builder
@@ -216,6 +281,9 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []str
 			writeHeader(name, v)
 		}
 	}
+	if te := transferEncoding(r); te != "" {
+		writeHeader("transfer-encoding", te)
+	}
 	clientHost, clientPort := clientAddr(r)
 	serverHost, serverPort := r.Host, ""
 	if h, p, err := net.SplitHostPort(r.Host); err == nil {
@@ -231,7 +299,7 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []str
 		moreFlag = "1"
 	}
 	return []string{
-		version, r.Method, scheme, r.URL.Path, r.URL.EscapedPath(),
+		version, r.Method, scheme, path, r.URL.EscapedPath(),
 		r.URL.RawQuery, rootPath, hb.String(),
 		clientHost, clientPort, serverHost, serverPort,
 		bytesField(body), moreFlag,
@@ -295,28 +363,29 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 	// A small body travels with the request; a large or chunked one is read
 	// part by part as the app asks for it.
 	var body []byte
-	more := false
+	streamed := false
 	switch {
 	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
 	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
 		body = make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return caddyhttp.Error(http.StatusBadRequest, err)
+			return p.badBody(w, r, err)
 		}
 	default:
-		more = true
+		streamed = true
 		// Let the app stream its response while it still reads the body.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	q.loop.post(evHTTP, q.token, scopeFields(r, p.ScriptName, body, more)...)
+	q.loop.post(evHTTP, q.token, scopeFields(r, p.ScriptName, body, streamed)...)
 
 	rc := http.NewResponseController(w)
 	ctxDone := r.Context().Done()
 	headerSent, finished := false, false
-	var wants chan struct{} // to the body reader: the app awaits the next part
+	var reader *bodyReader
+	var bodyFailed <-chan error
 	defer func() {
-		if wants != nil {
-			close(wants)
+		if reader != nil && !finished {
+			close(reader.wants)
 		}
 	}()
 	for {
@@ -328,20 +397,23 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 				q.loop.post(evDisconnect, q.token)
 			}
 			continue
+		case err := <-bodyFailed:
+			// The app has heard of a disconnect; the client gets the status.
+			if headerSent {
+				panic(http.ErrAbortHandler)
+			}
+			return p.badBody(w, r, err)
 		case <-q.loop.exited:
 			panic(http.ErrAbortHandler)
 		}
 		for _, m := range q.takeOut() {
 			switch m.kind {
 			case postWantBody:
-				if wants == nil {
-					wants = make(chan struct{}, 1)
-					go q.readBody(r.Body, wants)
+				if reader == nil {
+					reader = q.startBodyReader(r.Body)
+					bodyFailed = reader.failed
 				}
-				select {
-				case wants <- struct{}{}:
-				default:
-				}
+				reader.want()
 			case postHTTP:
 				if finished {
 					continue
@@ -369,12 +441,26 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 				if finished {
 					// The response is complete; the app may still run
 					// (background tasks) and post postDone later.
+					if streamed {
+						p.finishBody(w, r, reader)
+					}
 					return nil
 				}
 			case postDone:
+				if reader != nil {
+					select {
+					case err := <-reader.failed:
+						if headerSent {
+							panic(http.ErrAbortHandler)
+						}
+						return p.badBody(w, r, err)
+					default:
+					}
+				}
 				if q.isGone() {
-					// The client left first; there is no one to answer.
-					return nil
+					// The client left first: nothing to answer, and no
+					// response the app did not send.
+					panic(http.ErrAbortHandler)
 				}
 				if m.flags&flagAbort != 0 || !headerSent {
 					if headerSent {

@@ -122,17 +122,21 @@ func vvSend(token C.uint64_t, head *C.char, headLen C.size_t, body *C.char, body
 	return 0
 }
 
-// vvRead reads the request body into buf: > 0 bytes, 0 at its end, -1 on error.
+// vvRead reads the request body into buf: > 0 bytes, 0 at its end, or
+// VV_READ_GONE / VV_READ_MALFORMED.
 //
 //export vvRead
 func vvRead(token C.uint64_t, buf *C.char, n C.size_t) C.ptrdiff_t {
 	req := current(token)
 	if req == nil {
-		return -1
+		return C.VV_READ_GONE
 	}
 	got, err := req.read(cBytes(buf, n))
 	if err != nil {
-		return -1
+		if bodyStatus(err) != 0 {
+			return C.VV_READ_MALFORMED
+		}
+		return C.VV_READ_GONE
 	}
 	return C.ptrdiff_t(got)
 }

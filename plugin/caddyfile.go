@@ -53,6 +53,7 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    threads      <n>
 //	    max_queue    <n>
 //	    script_name  <prefix>
+//	    websocket_compression on|off (ASGI only; default on)
 //	}
 func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -81,6 +82,11 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("lifespan must be on or off, not %q", arg)
 			}
 			p.Lifespan = arg
+		case "websocket_compression":
+			if arg != "on" && arg != "off" {
+				return d.Errf("websocket_compression must be on or off, not %q", arg)
+			}
+			p.WebSocketCompression = arg
 		case "isolation":
 			if _, ok := isolationCodes[arg]; !ok {
 				return d.Errf("isolation must be interpreter, shared or main, not %q", arg)
@@ -112,7 +118,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression)", sub)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

@@ -65,7 +65,7 @@ func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 	e.reset(buf)
 	e.add("REQUEST_METHOD", r.Method)
 
-	path := r.URL.Path
+	path := appPath(r)
 	script := ""
 	if mountedAt(path, scriptName) {
 		script, path = scriptName, path[len(scriptName):]
@@ -111,6 +111,9 @@ func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 	e.add("REMOTE_PORT", remotePort)
 
 	e.addHeader("Host", r.Host)
+	if te := transferEncoding(r); te != "" {
+		e.addHeader("Transfer-Encoding", te)
+	}
 	for name, values := range r.Header {
 		switch name {
 		case "Content-Type", "Content-Length", "Host":
@@ -128,6 +131,23 @@ func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 		e.addHeader(name, strings.Join(values, sep))
 	}
 	return e.bytes()
+}
+
+// appPath is the path an app is given (PATH_INFO with SCRIPT_NAME, ASGI's
+// path): the request's path cleaned as Caddy's path matchers clean it before
+// they route, so `.` and `..` segments are resolved and repeated slashes
+// merged, and a trailing slash kept. An app thus sees the path its route
+// matched, never one that climbs out of its mount point with `..`; the path
+// as sent stays in REQUEST_URI and RAW_URI, ASGI's raw_path.
+func appPath(r *http.Request) string {
+	return caddyhttp.CleanPath(r.URL.Path, true)
+}
+
+// transferEncoding is the Transfer-Encoding header as the client sent it,
+// which net/http moves out of the header map into r.TransferEncoding. An app
+// may look at it to learn that a body without Content-Length is chunked.
+func transferEncoding(r *http.Request) string {
+	return strings.Join(r.TransferEncoding, ", ")
 }
 
 // mountedAt tells whether path lies under the mount prefix (whole segments).

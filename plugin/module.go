@@ -61,6 +61,9 @@ type Python struct {
 	// SCRIPT_NAME and is cut from PATH_INFO. The Caddyfile sets it from a
 	// `/prefix/*` matcher.
 	ScriptName string `json:"script_name,omitempty"`
+	// WebSocketCompression negotiates permessage-deflate with WebSocket
+	// clients that offer it: "on" (default) or "off".
+	WebSocketCompression string `json:"websocket_compression,omitempty"`
 
 	app        *app
 	logger     *zap.Logger
@@ -202,6 +205,12 @@ func (p *Python) Validate() error {
 	if p.Lifespan == "on" && p.ModuleASGI == "" {
 		return fmt.Errorf("%s: lifespan applies to ASGI apps (module_asgi) only", p.name())
 	}
+	if p.WebSocketCompression != "" && p.WebSocketCompression != "on" && p.WebSocketCompression != "off" {
+		return fmt.Errorf("%s: websocket_compression must be on or off, not %q", p.name(), p.WebSocketCompression)
+	}
+	if p.WebSocketCompression != "" && p.ModuleASGI == "" {
+		return fmt.Errorf("%s: websocket_compression applies to ASGI apps (module_asgi) only", p.name())
+	}
 	if p.Interpreters < 1 && p.Interpreters != CountAuto {
 		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
 	}
@@ -309,10 +318,13 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		}
 		<-req.done
 	}
-	failed, aborted := req.failed, req.aborted
+	failed, aborted, bodyErr := req.failed, req.aborted, req.bodyErr
 	req.release()
 	if aborted {
 		panic(http.ErrAbortHandler)
+	}
+	if failed && bodyErr != nil {
+		return p.badBody(w, r, bodyErr)
 	}
 	if failed {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s failed; see its traceback in the log", p.name()))

@@ -42,6 +42,7 @@ type request struct {
 	aborted    bool  // the app failed after sending headers: cut the connection
 	written    int64 // body bytes written
 	body       io.Reader
+	bodyErr    error // why reading the request body failed
 	logger     *zap.Logger
 }
 
@@ -174,6 +175,7 @@ func (req *request) read(p []byte) (int, error) {
 			return 0, nil
 		}
 		if err != nil {
+			req.bodyErr = err
 			return 0, err
 		}
 	}

@@ -2,9 +2,13 @@ package plugin
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -73,20 +77,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 				if conn != nil {
 					continue
 				}
-				opts := &websocket.AcceptOptions{
-					// Origin policy is the app's to decide, as under uvicorn.
-					InsecureSkipVerify: true,
-				}
-				if len(m.a) > 0 {
-					opts.Subprotocols = []string{string(m.a)}
-				}
-				for h := m.b; len(h) > 0; {
-					var name, value []byte
-					name, h, _ = bytes.Cut(h, []byte{0})
-					value, h, _ = bytes.Cut(h, []byte{0})
-					w.Header().Add(string(name), string(value))
-				}
-				conn, err = websocket.Accept(w, r, opts)
+				conn, err = p.acceptWebSocket(w, r, m.a, m.b)
 				if err != nil {
 					p.logger.Debug("websocket handshake failed", zap.Error(err))
 					if q.markGone() {
@@ -95,7 +86,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 					continue
 				}
 				conn.SetReadLimit(wsReadLimit)
-				go relayIncoming(ctx, conn, q)
+				go relayIncoming(ctx, conn, q, p.logger)
 			case postWSText, postWSBytes:
 				if conn == nil {
 					continue
@@ -134,15 +125,47 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// relayIncoming posts each message from the client to the loop, then its close code.
-func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest) {
+// acceptWebSocket upgrades the connection with the subprotocol and headers
+// the app accepted with, and permessage-deflate when the client offers it
+// and the app's config allows it.
+func (p *Python) acceptWebSocket(w http.ResponseWriter, r *http.Request, subprotocol, headers []byte) (*websocket.Conn, error) {
+	opts := &websocket.AcceptOptions{
+		// Origin policy is the app's to decide, as under uvicorn.
+		InsecureSkipVerify: true,
+	}
+	if len(subprotocol) > 0 {
+		opts.Subprotocols = []string{string(subprotocol)}
+	}
+	for h := headers; len(h) > 0; {
+		var name, value []byte
+		name, h, _ = bytes.Cut(h, []byte{0})
+		value, h, _ = bytes.Cut(h, []byte{0})
+		w.Header().Add(string(name), string(value))
+	}
+	rw := &wsResponse{ResponseWriter: w}
+	choice, offered := chooseDeflate(r.Header)
+	// The library is shown only the offer chosen here (see websocket_deflate.go).
+	r = r.Clone(r.Context())
+	r.Header.Del("Sec-WebSocket-Extensions")
+	if offered && p.WebSocketCompression != "off" {
+		opts.CompressionMode = websocket.CompressionContextTakeover
+		if !choice.compresses() {
+			opts.CompressionThreshold = math.MaxInt
+		}
+		r.Header.Set("Sec-WebSocket-Extensions", choice.libraryOffer())
+		rw.extensions = choice.answer()
+	}
+	return websocket.Accept(rw, r, opts)
+}
+
+// relayIncoming posts each message from the client to the loop, then the
+// code the connection closed with.
+func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest, logger *zap.Logger) {
+	var buf []byte
 	for {
-		typ, data, err := conn.Read(ctx)
+		typ, data, err := readMessage(ctx, conn, buf[:0])
 		if err != nil {
-			code := websocket.CloseStatus(err)
-			if code == -1 {
-				code = websocket.StatusAbnormalClosure
-			}
+			code := failWebSocket(conn, err, logger)
 			if q.markGone() {
 				q.loop.post(evWSClose, q.token, strconv.Itoa(int(code)))
 			}
@@ -153,5 +176,77 @@ func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest) {
 			kind = evWSBytes
 		}
 		q.loop.post(kind, q.token, bytesField(data))
+		// post copied the message; small buffers are kept for the next one.
+		if cap(data) <= inlineBody {
+			buf = data
+		}
 	}
+}
+
+// errTextUTF8 is a text message that is not UTF-8.
+var errTextUTF8 = errors.New("text message is not valid UTF-8")
+
+// readMessage reads one message into buf, checking a text message's UTF-8
+// frame by frame as it arrives.
+func readMessage(ctx context.Context, conn *websocket.Conn, buf []byte) (websocket.MessageType, []byte, error) {
+	typ, r, err := conn.Reader(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	var text utf8Stream
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		if typ == websocket.MessageText && !text.write(buf[len(buf):len(buf)+n]) {
+			return 0, nil, errTextUTF8
+		}
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if typ == websocket.MessageText && !text.complete() {
+				return 0, nil, errTextUTF8
+			}
+			return typ, buf, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// failWebSocket ends the connection after a failed read and tells the code
+// it ended with. A close from the client was answered by the library
+// already. Invalid UTF-8 or compressed data gets 1007 from here. After any
+// other error (a protocol violation, which the library has answered with a
+// close frame of its own, or a connection gone) the TCP connection is closed
+// at once: waiting for a closing handshake from a client that broke the
+// protocol only keeps its connection open.
+func failWebSocket(conn *websocket.Conn, err error, logger *zap.Logger) websocket.StatusCode {
+	if code := websocket.CloseStatus(err); code != -1 {
+		return code
+	}
+	var corrupt flate.CorruptInputError
+	switch {
+	case errors.Is(err, errTextUTF8), errors.Is(err, errCloseReason):
+		conn.Close(websocket.StatusInvalidFramePayloadData, "invalid UTF-8")
+		return websocket.StatusInvalidFramePayloadData
+	case errors.As(err, &corrupt):
+		conn.Close(websocket.StatusInvalidFramePayloadData, "invalid compressed data")
+		return websocket.StatusInvalidFramePayloadData
+	}
+	conn.CloseNow()
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return websocket.StatusMessageTooBig
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, context.Canceled):
+		return websocket.StatusAbnormalClosure
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return websocket.StatusAbnormalClosure
+	}
+	logger.Debug("websocket closed after a protocol error", zap.Error(err))
+	return websocket.StatusProtocolError
 }

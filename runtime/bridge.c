@@ -15,6 +15,17 @@ static PyObject *disconnected(void)
     return NULL;
 }
 
+/* A failed read of the request body: the client gone, or a body that is not
+ * valid HTTP, which Go answers with 400 once the app has given up. */
+static PyObject *unreadable(ptrdiff_t n)
+{
+    if (n == VV_READ_MALFORMED) {
+        PyErr_SetString(PyExc_ConnectionError, "the request body is malformed");
+        return NULL;
+    }
+    return disconnected();
+}
+
 static int check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 {
     if (nargs == want)
@@ -76,7 +87,7 @@ static PyObject *bridge_readinto(PyObject *mod, PyObject *const *args, Py_ssize_
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     if (n < 0)
-        return disconnected();
+        return unreadable(n);
     return PyLong_FromSsize_t(n);
 }
 
@@ -107,7 +118,7 @@ static PyObject *bridge_read(PyObject *mod, PyObject *const *args, Py_ssize_t na
     }
     if (n < 0) {
         Py_DECREF(out);
-        return disconnected();
+        return unreadable(n);
     }
     if (n != size && _PyBytes_Resize(&out, n) < 0)
         return NULL;

@@ -127,6 +127,9 @@ int vv_bridge_bind(uint64_t app_id);
 /* vvServe: 1 run the request now in buf, 0 sleep on `wake` then ask again, -1 exit. */
 extern int vvServe(vv_worker *w, char *head, size_t head_len, char *body, size_t body_len, int flags);
 extern int vvSend(uint64_t token, char *head, size_t head_len, char *body, size_t body_len, int flags);
+/* vvRead: > 0 bytes read, 0 at the end of the body, or one of these. */
+#define VV_READ_GONE (-1)      /* the client went away */
+#define VV_READ_MALFORMED (-2) /* what the client sent is not a valid body */
 extern ptrdiff_t vvRead(uint64_t token, char *buf, size_t n);
 extern void vvLog(uint64_t app_id, int level, char *msg, size_t msg_len);
 extern int vvPoll(int worker_id, char **buf, size_t *len);
