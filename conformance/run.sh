@@ -70,6 +70,7 @@ STARLETTE_VENV=$WORK/starlette-venv
 if ! stamp_ok conformance/starlette-requirements.txt "$STARLETTE_VENV/.ok"; then
 	log "making the Starlette venv"
 	rm -rf "$STARLETTE_VENV"
+	# shellcheck disable=SC2016 # expanded by the inner shell, where the Python is
 	"${IN_ROOT[@]}" bash -c 'py=$(scripts/find-python.sh) && "$py" -m venv "$1" &&
 		"$1/bin/pip" install -q --disable-pip-version-check -r conformance/starlette-requirements.txt' _ "$STARLETTE_VENV"
 	stamp conformance/starlette-requirements.txt "$STARLETTE_VENV/.ok"
@@ -147,5 +148,6 @@ for pid in "${WSTEST_PIDS[@]}"; do
 done
 WSTEST_PIDS=()
 
+# shellcheck disable=SC2016 # expanded by the inner shell, where the Python is
 "${IN_ROOT[@]}" bash -c 'exec "$(scripts/find-python.sh)" "$@"' _ conformance/summarize.py \
 	"$WORK/report" "$OUT" "$(($(date +%s) - START))"

@@ -98,7 +98,7 @@ fi
 
 command -v shellcheck >/dev/null || { log "installing shellcheck (Debian package)"; apt_install shellcheck; }
 log "scripts: shellcheck $(shellcheck --version | sed -n 's/^version: //p')"
-if ! shellcheck scripts/*.sh .ci/run; then
+if ! shellcheck scripts/*.sh conformance/*.sh .ci/run; then
 	log "shell scripts have ShellCheck findings"
 	status=1
 fi
