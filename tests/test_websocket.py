@@ -243,3 +243,35 @@ def test_open_websockets_count_against_max_queue(start_caddy):
     assert refused.status_code == 503
     assert refused.headers.get("retry-after"), dict(refused.headers)
     assert ok, "the app refused requests after a socket closed"
+
+
+@pytest.mark.parametrize("setting, negotiated", [(None, True), ("on", True), ("off", False)])
+def test_permessage_deflate_is_negotiated_unless_turned_off(start_caddy, setting, negotiated):
+    """The client's offer is accepted (the server compressing each message on its own)
+    and the app gets and sends plain messages either way."""
+    caddy = start_caddy(
+        python_block("/ws/*", module_asgi="ws_app:app", working_dir=app_dir("asgi_ws"),
+                     websocket_compression=setting)
+    )
+    message = "compressible " * 10000
+
+    async def scenario():
+        async with connect(url(caddy, "/ws/echo"), open_timeout=OPEN_TIMEOUT) as ws:
+            await ws.send(message)
+            return ws.response.headers.get("Sec-WebSocket-Extensions"), await recv(ws)
+
+    extensions, echoed = run(scenario())
+    assert echoed == message
+    if negotiated:
+        assert extensions is not None and extensions.startswith("permessage-deflate")
+        assert "server_no_context_takeover" in extensions
+    else:
+        assert extensions is None
+
+
+def test_websocket_compression_is_refused_for_a_wsgi_app(caddy_must_refuse):
+    failure = caddy_must_refuse(
+        python_block("/w/*", module_wsgi="probe:app", working_dir=app_dir("probe"),
+                     websocket_compression="off")
+    )
+    assert "websocket_compression applies to ASGI apps" in failure.output
