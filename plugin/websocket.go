@@ -161,7 +161,7 @@ func (p *Python) acceptWebSocket(w http.ResponseWriter, r *http.Request, subprot
 // relayIncoming posts each message from the client to the loop, then the
 // code the connection closed with.
 func relayIncoming(ctx context.Context, conn *websocket.Conn, q *asgiRequest, logger *zap.Logger) {
-	var buf []byte
+	buf := make([]byte, 0, 4096)
 	for {
 		typ, data, err := readMessage(ctx, conn, buf[:0])
 		if err != nil {
