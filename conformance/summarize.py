@@ -55,7 +55,7 @@ def summarize(report: dict, seconds: float) -> tuple[dict, str, int]:
         "`index.json` has every case's verdict; wstest's HTML report stays in",
         "`conformance/.work/report/`. Time is the sum of the cases' durations.",
         "",
-        f"Run time of `make conformance` (build and venvs already made): {seconds:.0f} s.",
+        f"Run time of `conformance/run.sh`, venvs and build included: {seconds:.0f} s.",
         "",
     ]
     total_failed = 0
