@@ -36,6 +36,7 @@ type appConfig struct {
 	interpreters int
 	threads      int
 	maxQueue     int
+	options      map[string]any // more adapter options (python-check's)
 }
 
 // app is one running instance of a `python` block: its interpreters, their
@@ -102,7 +103,11 @@ func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, er
 	for i, s := range sources {
 		names[i], codes[i] = s.Name, s.Code
 	}
-	options, _ := json.Marshal(map[string]any{"lifespan": cfg.lifespan, "threads": cfg.threads})
+	opts := map[string]any{"lifespan": cfg.lifespan, "threads": cfg.threads}
+	for k, v := range cfg.options {
+		opts[k] = v
+	}
+	options, _ := json.Marshal(opts)
 	strs := cStrings(cfg.kind, cfg.module, cfg.workingDir, cfg.venv, string(options))
 	defer freeCStrings(strs)
 	cnames, ccodes := cStrings(names...), cStrings(codes...)
@@ -117,6 +122,8 @@ func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, er
 	defer C.free(unsafe.Pointer(codeArr))
 	copy(unsafe.Slice(nameArr, len(sources)), cnames)
 	copy(unsafe.Slice(codeArr, len(sources)), ccodes)
+	refused := (*C.int)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int(0)))))
+	defer C.free(unsafe.Pointer(refused))
 
 	ccfg := C.vv_app_config{
 		app_id:       C.uint64_t(appID),
@@ -129,6 +136,7 @@ func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, er
 		nsources:     C.int(len(sources)),
 		source_names: nameArr,
 		sources:      codeArr,
+		refused:      refused,
 	}
 	var in *C.vv_interp
 	var cerr *C.char
@@ -144,10 +152,19 @@ func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, er
 		return nil, initErr
 	}
 	if in == nil {
-		return nil, errors.New(takeCString(cerr))
+		return nil, &startError{msg: takeCString(cerr), refused: *refused != 0}
 	}
 	return in, nil
 }
+
+// startError is an interpreter that did not start; refused when an extension
+// module of the app refused the interpreter's isolation.
+type startError struct {
+	msg     string
+	refused bool
+}
+
+func (e *startError) Error() string { return e.msg }
 
 func (a *app) startInterpreter(index int) error {
 	// An ASGI interpreter has one thread, running its event loop; `threads`

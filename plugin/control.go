@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/vivarium-dev/vivarium/pyadapters"
 )
 
 // One OS thread owns CPython's main interpreter: it starts Python, and creates
@@ -41,7 +43,10 @@ func controlLoop(started chan<- struct{}) {
 	// Never unlocked: the thread ends with the process.
 	runtime.LockOSThread()
 	var cerr *C.char
-	if C.vv_runtime_init(&cerr) != 0 {
+	mainSource := C.CString(pyadapters.Main().Code)
+	rc := C.vv_runtime_init(mainSource, &cerr)
+	C.free(unsafe.Pointer(mainSource))
+	if rc != 0 {
 		control.initErr = errors.New(takeCString(cerr))
 	} else {
 		control.version = C.GoString(C.vv_python_version())

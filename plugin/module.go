@@ -6,6 +6,7 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -176,7 +177,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	if p.ModuleASGI != "" {
 		kind = "asgi"
 	}
-	p.app, err = startApp(appConfig{
+	cfg := appConfig{
 		kind:         kind,
 		module:       p.module(),
 		lifespan:     p.Lifespan == "on",
@@ -186,9 +187,16 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		interpreters: int(p.Interpreters),
 		threads:      p.Threads,
 		maxQueue:     p.MaxQueue,
-	}, p.logger)
+	}
+	p.app, err = startApp(cfg, p.logger)
 	if err != nil {
 		p.releaseMain()
+		var refused *startError
+		if errors.As(err, &refused) && refused.refused {
+			if advice := isolationAdvice(cfg); advice != "" {
+				return fmt.Errorf("%s: %v; %s", p.name(), err, advice)
+			}
+		}
 		return fmt.Errorf("%s: %v", p.name(), err)
 	}
 	return nil

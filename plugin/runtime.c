@@ -3,3 +3,4 @@
 #include "../runtime/subinterp.c"
 #include "../runtime/worker.c"
 #include "../runtime/bridge.c"
+#include "../runtime/mainhooks.c"

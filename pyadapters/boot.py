@@ -13,9 +13,11 @@ import importlib
 import io
 import json
 import os
+import re
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import _vivarium
@@ -24,7 +26,12 @@ _shutdown_hooks: list[Callable[[], None]] = []
 
 
 class AppError(Exception):
-    """A start-up failure with a message meant for the person running Caddy."""
+    """A start-up failure with a message meant for the person running Caddy;
+    `refusal` when an extension module refused the app's interpreter."""
+
+    def __init__(self, message: str, refusal: Refusal | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class LogStream(io.TextIOBase):
@@ -175,30 +182,115 @@ def _setup_path(working_dir: str, venv: str) -> None:
         sys.executable = python
 
 
-def _refused_extension(exc: BaseException) -> tuple[str, str] | None:
-    """(module, why) when an extension module refused this interpreter, else None."""
+class ExtensionLoads:
+    """While the app is imported: the extension module each ImportError came from.
+
+    CPython names a refused module by its last part or not at all ("module md
+    does not support loading in subinterpreters", "failed to import from
+    subinterpreter due to exception"), and packages that try one implementation
+    after another (psycopg) fold the refusals into one message of their own:
+    the loader is the one that knows which module it was loading.
+    `progress`, when given, is told ("loading" | "loaded" | "failed", module) as
+    each extension module loads: what the app was importing when its process
+    died (plugin/probe.go)."""
+
+    def __init__(self, progress: Callable[[str, str], None] | None = None) -> None:
+        self.failed: list[tuple[BaseException, str]] = []
+        self._progress = progress
+
+    def __enter__(self) -> ExtensionLoads:
+        from importlib.machinery import ExtensionFileLoader
+
+        self._loader = ExtensionFileLoader
+        self._saved = create, execute = ExtensionFileLoader.create_module, ExtensionFileLoader.exec_module
+        loads = self
+
+        def create_module(loader: Any, spec: Any) -> Any:
+            loads._tell("loading", spec.name)
+            try:
+                return create(loader, spec)
+            except BaseException as e:
+                loads.failed.append((e, spec.name))
+                loads._tell("failed", spec.name)
+                raise
+
+        def exec_module(loader: Any, module: Any) -> None:
+            # A multi-phase module runs its code here, after create_module.
+            try:
+                execute(loader, module)
+            except BaseException as e:
+                loads.failed.append((e, module.__name__))
+                loads._tell("failed", module.__name__)
+                raise
+            loads._tell("loaded", module.__name__)
+
+        ExtensionFileLoader.create_module = create_module  # type: ignore[method-assign]
+        ExtensionFileLoader.exec_module = exec_module  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loader.create_module, self._loader.exec_module = self._saved  # type: ignore[method-assign]
+
+    def _tell(self, what: str, name: str) -> None:
+        if self._progress is not None:
+            self._progress(what, name)
+
+    def module_of(self, exc: BaseException) -> str | None:
+        for failed, name in self.failed:
+            if failed is exc:
+                return name
+        return None
+
+
+# Why an extension module cannot load in this interpreter (Refusal.why).
+OWN_GIL = "own-gil"  # it declares no support for interpreters with their own GIL
+ONCE = "once"  # it loads in one interpreter per process, and one has it already
+INIT = "init"  # its init function failed, run in the main interpreter
+
+_REFUSED = re.compile(r"module ([\w.]+) does not support loading in subinterpreters")
+# PyO3's, numpy's and Cython's words for loading in one interpreter per process.
+_ONCE = re.compile(
+    r"PyO3 modules .*subinterpreters|more than once per process|only be loaded into one interpreter per process"
+)
+_INIT_FAILED = "failed to import from subinterpreter due to exception"
+
+
+@dataclass
+class Refusal:
+    extension: str
+    why: str
+    detail: str = ""  # what the package or the init function said, when it adds to ours
+
+
+def refusal(exc: BaseException, loads: ExtensionLoads) -> Refusal | None:
+    """Why an extension module refused this interpreter, from exc's chain; None
+    when exc is not about that."""
     for e in _chain(exc):
         if not isinstance(e, ImportError):
             continue
         text = str(e)
-        if "does not support loading in subinterpreters" in text:
-            return e.name or text.split("module ", 1)[-1].split(" ", 1)[0], "subinterpreters"
-        if "PyO3 modules" in text and "subinterpreters" in text:
-            return e.name or _innermost_module(e), "pyo3"
-        # numpy's and Cython's words for the same limit as PyO3's.
-        if "more than once per process" in text or "only be loaded into one interpreter per process" in text:
-            return e.name or _innermost_module(e), "once"
+        loaded = loads.module_of(e)
+        found = _REFUSED.search(text)
+        if found:
+            return Refusal(loaded or found.group(1), OWN_GIL, _package_said(text, found.group(0)))
+        if _INIT_FAILED in text:
+            detail = _vivarium.init_failure() or ""
+            return Refusal(loaded or _last_failed(loads), ONCE if _ONCE.search(detail) else INIT, detail)
+        if _ONCE.search(text):
+            return Refusal(loaded or _last_failed(loads), ONCE, "PyO3" if "PyO3" in text else "")
     return None
 
 
-def _innermost_module(exc: BaseException) -> str:
-    """The module whose import raised exc, from the deepest frame of its traceback."""
-    tb = exc.__traceback__
-    name = "?"
-    while tb is not None:
-        name = tb.tb_frame.f_globals.get("__name__", name)
-        tb = tb.tb_next
-    return name
+def _package_said(text: str, refusal_line: str) -> str:
+    """A package's own message around CPython's refusal, when it adds to it
+    (psycopg lists the implementations it tried); not a long essay (numpy's)."""
+    if text == refusal_line or len(text) > 600:
+        return ""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _last_failed(loads: ExtensionLoads) -> str:
+    return loads.failed[-1][1] if loads.failed else "?"
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:
@@ -209,49 +301,55 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return seen
 
 
-def _refusal_message(module_name: str, refused: tuple[str, str]) -> str:
-    extension, why = refused
-    if why in ("pyo3", "once"):
-        built = "is built with PyO3, which loads" if why == "pyo3" else "loads"
+def refusal_message(module_name: str, r: Refusal) -> str:
+    """What went wrong, naming the extension module; plugin/check.go adds which
+    isolation works, having tried them in a separate process."""
+    head = f"importing '{module_name}' failed: extension module '{r.extension}'"
+    if r.why == ONCE:
+        built = " is built with PyO3, which" if r.detail == "PyO3" else ""
         return (
-            f"importing '{module_name}' failed: extension module '{extension}' {built} "
-            "in only one interpreter per process, and another interpreter of this "
-            "process has loaded it already: another app's, or this app's own instance that a "
-            "reload is replacing (in a new interpreter it cannot load again). Give the app that "
-            "needs it `isolation main`, which reloads in place, and run further such apps in "
-            "separate Caddy processes."
+            f"{head}{built} loads in only one interpreter per process, and another interpreter of "
+            "this process has loaded it already: another app's, or the instance of this app that a "
+            "reload replaces (a new interpreter cannot load it again)"
         )
+    if r.why == INIT:
+        said = f": {r.detail}" if r.detail else " (CPython reported no error)"
+        return (
+            f"{head} failed to initialise; CPython runs every extension module's init function in "
+            f"the main interpreter first, and there it raised{said}"
+        )
+    said = f" ({r.detail})" if r.detail else ""
     return (
-        f"importing '{module_name}' failed: extension module '{extension}' does not support "
-        "own-GIL subinterpreters, so this app cannot have an interpreter of its own. "
-        "Use `isolation main` (the main interpreter; one app per process) or `isolation shared` "
-        "(a subinterpreter sharing the main GIL; modules such as pydantic_core, numpy and "
-        "Cython-built ones load in only one interpreter per process, and a reload needs a new "
-        "one, so for them use main). `caddy python-check` tells which applies."
+        f"{head} does not support interpreters with their own GIL, so this app cannot have an "
+        f"interpreter of its own{said}"
     )
 
 
-def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> Any:
+def _import_app(
+    spec: str, working_dir: str, venv: str, default_attr: str, progress: Callable[[str, str], None] | None = None
+) -> Any:
     module_name, _, attr = spec.partition(":")
     attr = attr or default_attr
     if not module_name:
         raise AppError(f'module spec "{spec}" names no module; write it as "package.module:{default_attr}"')
     where = f"working_dir {working_dir or '(none)'}" + (f" or venv {venv}" if venv else "")
+    loads = ExtensionLoads(progress)
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise AppError(
-                f"cannot find module '{module_name}' in {where} ({e}); check the module name and working_dir"
-            ) from None
-        raise AppError(
-            f"importing '{module_name}' failed: {e}; is '{e.name}' installed in "
-            f"{'venv ' + venv if venv else 'a venv (set venv)'}?\n{traceback.format_exc()}"
-        ) from None
+        with loads:
+            module = importlib.import_module(module_name)
     except BaseException as e:
-        refused = _refused_extension(e)
+        refused = refusal(e, loads)
         if refused:
-            raise AppError(_refusal_message(module_name, refused)) from None
+            raise AppError(refusal_message(module_name, refused), refused) from None
+        if isinstance(e, ModuleNotFoundError):
+            if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+                raise AppError(
+                    f"cannot find module '{module_name}' in {where} ({e}); check the module name and working_dir"
+                ) from None
+            raise AppError(
+                f"importing '{module_name}' failed: {e}; is '{e.name}' installed in "
+                f"{'venv ' + venv if venv else 'a venv (set venv)'}?\n{traceback.format_exc()}"
+            ) from None
         raise AppError(f"importing '{module_name}' raised an exception:\n{traceback.format_exc()}") from None
 
     obj: Any = module
@@ -274,29 +372,54 @@ def _import_app(spec: str, working_dir: str, venv: str, default_attr: str) -> An
     return obj
 
 
+def _progress_writer(cfg: dict[str, Any]) -> Callable[[str, str], None] | None:
+    """Where a check run in a child process tells, as each extension module
+    loads, what it loads (plugin/probe.go), so that even a crash names it."""
+    fd = json.loads(cfg["options"]).get("progress_fd")
+    if fd is None:
+        return None
+
+    def tell(what: str, name: str) -> None:
+        os.write(fd, (json.dumps({what: name}) + "\n").encode())
+
+    return tell
+
+
+def _share_path(isolation: int) -> None:
+    # For the imports of extension init functions run in the main interpreter
+    # (pyadapters/main.py).
+    if isolation != MAIN:
+        _vivarium.share_path(list(sys.path))
+
+
 def _check(cfg: dict[str, Any]) -> str:
     """For `caddy python-check`: imports the app and reports, as JSON, whether
     it loaded and which extension modules outside the standard library it loaded."""
     from importlib.machinery import ExtensionFileLoader
 
     before = set(sys.modules)
-    report: dict[str, Any] = {"ok": True, "error": None, "refused": None, "extensions": []}
+    report: dict[str, Any] = {"ok": True, "error": None, "refused": None, "why": None, "extensions": []}
     try:
         _setup_path(cfg["working_dir"], cfg["venv"])
-        try:
-            _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], "app")
-        except AppError as e:
-            report.update(ok=False, error=str(e))
-            refused = _refused_extension(e.__context__) if e.__context__ else None
-            report["refused"] = refused[0] if refused else None
+        _share_path(int(cfg["isolation"]))
+        default_attr = json.loads(cfg["options"]).get("default_attr") or "app"
+        _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], default_attr, _progress_writer(cfg))
     except AppError as e:
         report.update(ok=False, error=str(e))
+        if e.refusal is not None:
+            report.update(refused=e.refusal.extension, why=e.refusal.why)
     stdlib = tuple(os.path.join(p, "") for p in _stdlib_path())
+    files = set()
     for name in sorted(set(sys.modules) - before):
         module = sys.modules[name]
         path = getattr(module, "__file__", None) or ""
-        if isinstance(getattr(module, "__loader__", None), ExtensionFileLoader) and not path.startswith(stdlib):
-            report["extensions"].append({"name": name, "file": path})
+        if not isinstance(getattr(module, "__loader__", None), ExtensionFileLoader) or path.startswith(stdlib):
+            continue
+        # A package may list one extension under more names (gevent): report it
+        # once, by the name it was loaded as.
+        if path not in files:
+            files.add(path)
+            report["extensions"].append({"name": getattr(module, "__name__", name), "file": path})
     return json.dumps(report)
 
 
@@ -306,8 +429,12 @@ def _probe(cfg: dict[str, Any]) -> str:
     import importlib.util
 
     _setup_path(cfg["working_dir"], cfg["venv"])
+    _share_path(int(cfg["isolation"]))
+    tell = _progress_writer(cfg)
     results = []
     for ext in json.loads(cfg["module"]):
+        if tell is not None:
+            tell("loading", ext["name"])
         try:
             spec = importlib.util.spec_from_file_location(ext["name"], ext["file"])
             assert spec is not None and spec.loader is not None
@@ -315,12 +442,17 @@ def _probe(cfg: dict[str, Any]) -> str:
             spec.loader.exec_module(module)
             results.append({"name": ext["name"], "ok": True, "error": None})
         except BaseException as e:
-            results.append({"name": ext["name"], "ok": False, "error": f"{type(e).__name__}: {e}"})
+            detail = _vivarium.init_failure() if _INIT_FAILED in str(e) else None
+            error = f"{type(e).__name__}: {e}" + (f" ({detail})" if detail else "")
+            results.append({"name": ext["name"], "ok": False, "error": error})
+        if tell is not None:
+            tell("loaded" if results[-1]["ok"] else "failed", ext["name"])
     return json.dumps(results)
 
 
 def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
-    """Called by the runtime: (error message, None, None) or (None, handler, base environ).
+    """Called by the runtime: (error message, None, None) or (None, handler, base environ);
+    (error message, True, None) when an extension module refused the interpreter.
 
     The kinds "check" and "probe" answer a JSON report in place of a handler.
     """
@@ -336,6 +468,7 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
             _forget_app_modules()
             _refuse_fork()
         _setup_path(cfg["working_dir"], cfg["venv"])
+        _share_path(isolation)
         adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
         before = set(sys.modules)
         try:
@@ -345,7 +478,7 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
                 _remember_app_modules(before, cfg["working_dir"], cfg["venv"])
         handler, base = adapter.make_handler(app, json.loads(cfg["options"]), _shutdown_hooks)
     except AppError as e:
-        return str(e), None, None
+        return str(e), e.refusal is not None or None, None
     except BaseException:
         return f"app failed to start:\n{traceback.format_exc()}", None, None
     return None, handler, base

@@ -26,6 +26,11 @@ func Sources(kind string) []Source {
 	return out
 }
 
+// Main returns vivarium_main, run once in the main interpreter at start-up.
+func Main() Source {
+	return load("main")
+}
+
 func load(name string) Source {
 	code, err := files.ReadFile(name + ".py")
 	if err != nil {

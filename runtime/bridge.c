@@ -287,7 +287,8 @@ static int bridge_exec(PyObject *mod)
         PyModule_AddIntConstant(mod, "ABORT", VV_ABORT) < 0 ||
         PyModule_AddIntConstant(mod, "STDOUT", VV_LOG_STDOUT) < 0 ||
         PyModule_AddIntConstant(mod, "STDERR", VV_LOG_STDERR) < 0 ||
-        PyModule_AddIntConstant(mod, "ERROR", VV_LOG_ERROR) < 0)
+        PyModule_AddIntConstant(mod, "ERROR", VV_LOG_ERROR) < 0 ||
+        PyModule_AddFunctions(mod, vv_boot_share_methods) < 0)
         return -1;
     return 0;
 }

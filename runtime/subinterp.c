@@ -76,12 +76,21 @@ const char *vv_python_version(void)
     return Py_GetVersion();
 }
 
-int vv_runtime_init(char **err)
+int vv_runtime_init(const char *main_source, char **err)
 {
     if (vv_bridge_register() < 0) {
         *err = vv_strdupf("cannot register the _vivarium module");
         return -1;
     }
+    /* UTF-8 mode, as `python -X utf8` (and 3.15's default): file names and
+     * open() use UTF-8 whatever the locale. Caddy never calls setlocale, so
+     * the process runs in the C locale, whose encoding is ASCII. */
+    PyPreConfig preconfig;
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.utf8_mode = 1;
+    PyStatus status = Py_PreInitialize(&preconfig);
+    if (PyStatus_Exception(status))
+        goto failed;
     PyConfig config;
     /* Isolated: no PYTHON* variables, no user site, and no site-packages of the
      * process: each app's sys.path is built by the adapter from its own venv.
@@ -90,13 +99,10 @@ int vv_runtime_init(char **err)
     config.install_signal_handlers = 0;
     config.site_import = 0;
     config.parse_argv = 0;
-    PyStatus status = Py_InitializeFromConfig(&config);
+    status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
-    if (PyStatus_Exception(status)) {
-        *err = vv_strdupf("Python failed to start: %s%s%s", status.func ? status.func : "",
-                          status.func ? ": " : "", status.err_msg ? status.err_msg : "");
-        return -1;
-    }
+    if (PyStatus_Exception(status))
+        goto failed;
     /* Ending own-GIL interpreters that imported datetime in any order but reverse
      * creation order aborts the process unless the main interpreter imported it
      * first (shared/notes/subinterpreters.md). Reloads end interpreters in any order. */
@@ -106,8 +112,14 @@ int vv_runtime_init(char **err)
         return -1;
     }
     Py_DECREF(dt);
+    if (vv_main_hooks_install(main_source, err) < 0)
+        return -1;
     main_ts = PyEval_SaveThread();
     return 0;
+failed:
+    *err = vv_strdupf("Python failed to start: %s%s%s", status.func ? status.func : "",
+                      status.func ? ": " : "", status.err_msg ? status.err_msg : "");
+    return -1;
 }
 
 /* Loads the embedded adapter modules and lets vivarium_boot import the app.
@@ -149,6 +161,8 @@ static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
     if (msg != Py_None) {
         const char *s = PyUnicode_AsUTF8(msg);
         *err = vv_strdupf("%s", s ? s : "app failed to start");
+        if (cfg->refused != NULL)
+            *cfg->refused = PyTuple_GET_ITEM(res, 1) == Py_True;
         goto fail;
     }
     in->handler = Py_NewRef(PyTuple_GET_ITEM(res, 1));
@@ -202,6 +216,14 @@ static PyThreadState *enter_interpreter(int isolation, char **err)
     return ts;
 }
 
+/* What the main interpreter kept for a boot goes (mainhooks.c). */
+static void boot_ended(void)
+{
+    PyEval_RestoreThread(main_ts);
+    vv_main_hooks_boot_ended();
+    PyEval_SaveThread();
+}
+
 vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
 {
     vv_interp *in = calloc(1, sizeof *in);
@@ -218,19 +240,20 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     in->workers = workers;
     in->keys = keys;
 
+    vv_boot_share_clear();
     PyThreadState *ts = enter_interpreter(cfg->isolation, err);
     if (ts == NULL)
         goto fail;
     in->boot_ts = ts;
     in->state = PyThreadState_GetInterpreter(ts);
-    if (boot(in, cfg, err) < 0) {
-        if (ts == main_ts)
-            PyEval_SaveThread();
-        else
-            Py_EndInterpreter(ts); /* leaves no thread state attached, as we want */
+    int booted = boot(in, cfg, err);
+    if (booted < 0 && ts != main_ts)
+        Py_EndInterpreter(ts); /* leaves no thread state attached, as we want */
+    else
+        PyEval_SaveThread();
+    boot_ended();
+    if (booted < 0)
         goto fail;
-    }
-    PyEval_SaveThread();
     for (int i = 0; i < nworkers; i++) {
         sem_init(&workers[i].wake, 0, 0);
         workers[i].statfd = -1;

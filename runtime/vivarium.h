@@ -88,6 +88,8 @@ typedef struct vv_app_config {
     int nsources;
     const char **source_names;  /* adapter modules: "vivarium_boot", ... */
     const char **sources;
+    int *refused;               /* out, unless NULL: 1 when the start failed because an
+                                   extension module refused the interpreter */
 } vv_app_config;
 
 /* Go packs request data and events little-endian (plugin/environ.go, plugin/loop.go). */
@@ -101,7 +103,7 @@ static inline uint64_t vv_le(const char *p, int nbytes)
 }
 
 /* subinterp.c: called from Go's single control thread only. */
-int vv_runtime_init(char **err);
+int vv_runtime_init(const char *main_source, char **err);
 vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err);
 int vv_interp_start(vv_interp *in, const int *worker_ids, char **err);
 void vv_interp_join(vv_interp *in);
@@ -110,6 +112,12 @@ char *vv_interp_report(vv_interp *in);
 const char *vv_python_version(void);
 char *vv_format_exception(void);
 void vv_log_exception(uint64_t app_id, const char *what);
+
+/* mainhooks.c: the main interpreter's part in app boots (control thread). */
+extern PyMethodDef vv_boot_share_methods[];
+void vv_boot_share_clear(void);
+int vv_main_hooks_install(const char *source, char **err);
+void vv_main_hooks_boot_ended(void);
 
 /* worker.c */
 void *vv_worker_main(void *arg);

@@ -6,6 +6,7 @@ does; 2: the app does not import at all."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -111,3 +112,72 @@ def test_no_app_argument_exits_2(vivarium_bin, tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2, (done.stdout, done.stderr)
+
+
+# An extension module that aborts the process when it runs in a subinterpreter: its
+# exec slot (multi-phase init, declared fit for own-GIL interpreters) calls abort().
+ABORTS_IN_SUBINTERPRETERS = r"""
+#include <Python.h>
+#include <stdlib.h>
+
+static int exec_module(PyObject *m)
+{
+    if (PyInterpreterState_Get() != PyInterpreterState_Main())
+        abort();
+    return PyModule_AddIntConstant(m, "ANSWER", 42);
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, NULL},
+};
+
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "aborts_sub", NULL, 0, NULL, slots};
+
+PyMODINIT_FUNC PyInit_aborts_sub(void) { return PyModuleDef_Init(&def); }
+"""
+
+APP_USING_IT = """
+import aborts_sub
+
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [str(aborts_sub.ANSWER).encode()]
+"""
+
+
+@pytest.fixture
+def aborting_app(tmp_path, python_exe):
+    """An app dir holding aborts_sub, compiled for $PYTHON, and an app importing it."""
+    config = subprocess.check_output(
+        [python_exe, "-c", "import sysconfig, importlib.machinery as m; "
+         "print(sysconfig.get_paths()['include']); print(m.EXTENSION_SUFFIXES[0])"],
+        text=True,
+    ).split()
+    include, suffix = config
+    (tmp_path / "aborts_sub.c").write_text(ABORTS_IN_SUBINTERPRETERS)
+    subprocess.run(
+        [shutil.which("cc") or "gcc", "-shared", "-fPIC", "-O1", f"-I{include}",
+         "-o", str(tmp_path / f"aborts_sub{suffix}"), str(tmp_path / "aborts_sub.c")],
+        check=True, capture_output=True, timeout=120,
+    )
+    (tmp_path / "uses_aborts_sub.py").write_text(APP_USING_IT)
+    return tmp_path
+
+
+def test_an_extension_that_aborts_its_interpreter_gets_a_verdict(python_check, aborting_app):
+    """Each isolation is tried in a child process: the abort kills the child, and the
+    check names the module, says how its process died and finds where it works."""
+    check = python_check("uses_aborts_sub:app", aborting_app)
+    assert check.returncode == 1, check
+    isolation = check.section("isolation:")
+    died = r"importing aborts_sub aborted the interpreter, and its process with it \(SIGABRT"
+    assert re.search(rf"^\s+interpreter\s+fails: {died}", isolation, re.M), check
+    assert re.search(rf"^\s+shared\s+fails: {died}", isolation, re.M), check
+    assert re.search(r"^\s+main\s+works", isolation, re.M), check
+    extensions = check.section("extension modules the app loads, in an own-GIL interpreter:")
+    assert re.search(rf"^\s+aborts\s+aborts_sub\s+\({died}", extensions, re.M), check
+    assert re.search(r"^strongest isolation that works: main$", check.stdout, re.M), check
+    assert "use isolation main" in check.stderr, check
