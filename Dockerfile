@@ -3,7 +3,7 @@
 #
 #   docker compose up --build              (compose.yaml: port, volumes, health check)
 #   docker build -t vivarium-demo .        (or by hand)
-#   docker build --build-arg PYTHON_VERSION=3.14 -t vivarium-demo:py3.14 .
+#   docker build --build-arg PYTHON_VERSION=3.15 -t vivarium-demo:py3.15 .
 #
 # Two stages on the same official Python image. The build stage compiles bin/caddy
 # against that image's libpython (`make build`) and prepares the demo with the same
@@ -13,8 +13,8 @@
 # each start, migrates the Django database on its volume and runs Caddy
 # (`scripts/demo.sh start`).
 
-# Any Python >= 3.13 with an official `-slim-bookworm` image: 3.13, 3.14.
-ARG PYTHON_VERSION=3.13
+# 3.14 (recommended) or 3.15: Vivarium refuses 3.13 (docs/python-versions.md).
+ARG PYTHON_VERSION=3.14
 ARG GO_VERSION=1.26
 
 # Only its Go toolchain is used. A stage, because COPY --from does not expand

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import app_requirements as reqs
-from support import caddy_env, python_block, tail
+from support import app_dir, caddy_env, python_block, tail
 
 # psycopg's compiled libpq wrapper (psycopg_binary) refuses own-GIL interpreters; psycopg
 # then falls back to its ctypes wrapper, which needs the system's libpq.
@@ -64,10 +64,13 @@ CENSUS = [
             "&lt;b&gt;!", "interpreter"),
     Package("httpx", "import httpx\nRESULT = str(httpx.URL('http://example.invalid/a', params={'q': '1'}))",
             "http://example.invalid/a?q=1", "interpreter"),
+    # charset-normalizer refuses, and requests goes on without charset detection
     Package("requests", """
         import requests
-        RESULT = requests.Request("GET", "http://example.invalid/", params={"q": "1"}).prepare().url
-        """, "http://example.invalid/?q=1", "interpreter"),
+        import requests.compat
+        url = requests.Request("GET", "http://example.invalid/", params={"q": "1"}).prepare().url
+        RESULT = [url, requests.compat.chardet is None]
+        """, ["http://example.invalid/?q=1", True], "interpreter"),
     # upb refuses; protobuf falls back to its pure-Python implementation
     Package("protobuf", """
         from google.protobuf import struct_pb2
@@ -335,3 +338,19 @@ def test_the_main_packages_serve_together_in_the_main_interpreter(caddy_launcher
         answer = serve(caddy_launcher, body, ["/"])["/"]
         assert answer["interp_id"] == 0, (venv, answer)
         assert answer["result"] == {p.name: p.result for p in main}, (venv, answer)
+
+
+def test_what_the_main_interpreter_imports_for_an_apps_boot_stays_out_of_the_main_app(
+    caddy_launcher, census, apps, venvs
+):
+    """brotlicffi's init function runs in the main interpreter and imports _cffi_backend
+    from the booting app's venv there; an app in `isolation main`, without that venv,
+    still cannot import either."""
+    body = "\n".join([
+        python_block("/m/*", "probe:app", isolation="main", working_dir=app_dir("probe")),
+        block(census["brotlicffi"], apps, venvs, "/b/*", "shared"),
+    ])
+    answers = serve(caddy_launcher, body, ["/b/", "/m/import?name=_cffi_backend", "/m/import?name=brotlicffi"])
+    assert answers["/b/"]["result"] == "census", answers
+    assert answers["/m/import?name=_cffi_backend"]["ok"] is False, answers
+    assert answers["/m/import?name=brotlicffi"]["ok"] is False, answers
