@@ -65,11 +65,11 @@ type probeLine struct {
 	Loaded  string          `json:"loaded,omitempty"`  // it loaded
 	Failed  string          `json:"failed,omitempty"`  // it raised instead
 	Report  json.RawMessage `json:"report,omitempty"`  // a start's report
+	Error   string          `json:"error,omitempty"`   // the child could not start Python at all
 }
 
-// probeCrash says how a child died: during which start, loading what.
+// probeCrash says how a child died, loading what.
 type probeCrash struct {
-	Start int
 	// Module is the extension module that was loading, or else the last one
 	// that failed to load (a crash may come when its error is cleaned up, as
 	// on 3.13.0); "" when neither.
@@ -129,15 +129,15 @@ func runProbe(ctx context.Context, req probeRequest) (reports []json.RawMessage,
 	defer r.Close()
 	cmd := exec.CommandContext(ctx, self, "python-probe")
 	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &tailBuffer{max: 64 << 10}
+	cmd.Stderr = stderr
 	cmd.ExtraFiles = []*os.File{w}
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return nil, nil, fmt.Errorf("cannot start a probe process: %w", err)
 	}
 	w.Close()
-	start, loading, failed := 0, "", ""
+	loading, failed, childErr := "", "", ""
 	lines := bufio.NewScanner(r)
 	lines.Buffer(make([]byte, 64<<10), 64<<20)
 	for lines.Scan() {
@@ -147,7 +147,7 @@ func runProbe(ctx context.Context, req probeRequest) (reports []json.RawMessage,
 		}
 		switch {
 		case line.Start != nil:
-			start, loading, failed = *line.Start, "", ""
+			loading, failed = "", ""
 		case line.Loading != "":
 			loading = line.Loading
 		case line.Loaded != "":
@@ -156,9 +156,14 @@ func runProbe(ctx context.Context, req probeRequest) (reports []json.RawMessage,
 			loading, failed = "", line.Failed
 		case line.Report != nil:
 			reports = append(reports, line.Report)
+		case line.Error != "":
+			childErr = line.Error
 		}
 	}
 	waitErr := cmd.Wait()
+	if childErr != "" {
+		return nil, nil, errors.New(childErr)
+	}
 	if len(reports) == req.Starts && waitErr == nil {
 		return reports, nil, nil
 	}
@@ -167,7 +172,7 @@ func runProbe(ctx context.Context, req probeRequest) (reports []json.RawMessage,
 		app, _, _ = strings.Cut(req.Module, ":")
 	}
 	crash = &probeCrash{
-		Start: start, Module: loading, Loading: loading != "", App: app,
+		Module: loading, Loading: loading != "", App: app,
 		How: exitHow(waitErr, ctx, stderr.String()), Said: lastWords(stderr.String()),
 	}
 	if loading == "" {
@@ -228,10 +233,12 @@ func runProbeChild() error {
 	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
 		return fmt.Errorf("python-probe: bad request: %w", err)
 	}
-	out := os.NewFile(reportFD, "report")
-	if out == nil {
-		return errors.New("python-probe: no report pipe")
+	if _, err := unix.FcntlInt(reportFD, unix.F_GETFD, 0); err != nil {
+		return fmt.Errorf("python-probe: no report pipe on fd %d: %w", reportFD, err)
 	}
+	// Not for the programs the app may run: the parent reads the pipe to its end.
+	unix.CloseOnExec(reportFD)
+	out := os.NewFile(reportFD, "report")
 	cfg := appConfig{
 		kind: req.Kind, module: req.Module, workingDir: req.WorkingDir, venv: req.Venv,
 		isolation: req.Isolation,
@@ -244,7 +251,7 @@ func runProbeChild() error {
 		report, err := startReporting(cfg)
 		if err != nil {
 			// Not a verdict on the app: Python itself would not start.
-			return err
+			return errors.Join(err, writeLine(out, probeLine{Error: err.Error()}))
 		}
 		if err := writeLine(out, probeLine{Report: json.RawMessage(report)}); err != nil {
 			return err
@@ -252,6 +259,22 @@ func runProbeChild() error {
 	}
 	return out.Close()
 }
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
 
 func writeLine(w io.Writer, line probeLine) error {
 	b, err := json.Marshal(line)

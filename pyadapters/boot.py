@@ -260,6 +260,7 @@ class Refusal:
     extension: str
     why: str
     detail: str = ""  # what the package or the init function said, when it adds to ours
+    pyo3: bool = False  # PyO3 said so itself
 
 
 def refusal(exc: BaseException, loads: ExtensionLoads) -> Refusal | None:
@@ -277,7 +278,7 @@ def refusal(exc: BaseException, loads: ExtensionLoads) -> Refusal | None:
             detail = _vivarium.init_failure() or ""
             return Refusal(loaded or _last_failed(loads), ONCE if _ONCE.search(detail) else INIT, detail)
         if _ONCE.search(text):
-            return Refusal(loaded or _last_failed(loads), ONCE, "PyO3" if "PyO3" in text else "")
+            return Refusal(loaded or _last_failed(loads), ONCE, pyo3="PyO3" in text)
     return None
 
 
@@ -306,7 +307,7 @@ def refusal_message(module_name: str, r: Refusal) -> str:
     isolation works, having tried them in a separate process."""
     head = f"importing '{module_name}' failed: extension module '{r.extension}'"
     if r.why == ONCE:
-        built = " is built with PyO3, which" if r.detail == "PyO3" else ""
+        built = " is built with PyO3, which" if r.pyo3 else ""
         return (
             f"{head}{built} loads in only one interpreter per process, and another interpreter of "
             "this process has loaded it already: another app's, or the instance of this app that a "
