@@ -57,7 +57,8 @@ func startNoopApp(b *testing.B, kind string, interpreters, threads int) *Python 
 		b.Fatalf("starting the no-op %s app: %v", kind, err)
 	}
 	b.Cleanup(a.stop)
-	p := &Python{app: a, logger: zap.NewNop(), WorkingDir: dir}
+	p := &Python{app: &appSlot{}, logger: zap.NewNop(), WorkingDir: dir}
+	p.app.Store(a)
 	if kind == "asgi" {
 		p.ModuleASGI = module
 	} else {

@@ -223,6 +223,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         goto fail;
     in->boot_ts = ts;
     in->state = PyThreadState_GetInterpreter(ts);
+    in->interp_id = PyInterpreterState_GetID(in->state);
     if (boot(in, cfg, err) < 0) {
         if (ts == main_ts)
             PyEval_SaveThread();
