@@ -59,10 +59,10 @@ type asgiRequest struct {
 	token uint64
 	loop  *loop
 
-	// For the admin API.
-	method, path string
-	start        time.Time
-	websocket    bool
+	// For the admin API: the request is alive until release.
+	r         *http.Request
+	start     int64 // ns since epoch, as the scheduler's clock
+	websocket bool
 
 	mu       sync.Mutex
 	out      []outMsg
@@ -344,7 +344,7 @@ func (a *app) newASGIRequest(r *http.Request, websocket bool) (*asgiRequest, err
 		return nil, err
 	}
 	q := &asgiRequest{token: asgiTokens.Add(1), loop: l, signal: make(chan struct{}, 1),
-		method: r.Method, path: r.URL.Path, start: time.Now(), websocket: websocket}
+		r: r, start: int64(time.Since(epoch)), websocket: websocket}
 	l.active.Add(1)
 	l.requests.Add(1)
 	asgiRequests.Store(q.token, q)

@@ -153,18 +153,29 @@ type outcome struct {
 
 // account records a request that reached the app once its handler is done:
 // err is what the handler returned (a caddyhttp.HandlerError carries the
-// status Caddy will send).
-func (m *appMetrics) account(out *outcome, err error, start time.Time) {
+// status Caddy will send), start the scheduler's clock when it arrived (one
+// read of the monotonic clock, where time.Now reads the wall clock too).
+func (m *appMetrics) account(out *outcome, err error, start time.Duration) {
 	status := out.status
-	var he caddyhttp.HandlerError
-	if err != nil && errors.As(err, &he) {
-		status = he.StatusCode
+	if err != nil {
+		status = errorStatus(err)
 	}
 	if out.websocket || status == 0 || (err != nil && status == http.StatusServiceUnavailable) {
 		m.counted(status)
 		return
 	}
-	m.answered(status, time.Since(start))
+	m.answered(status, time.Since(epoch)-start)
+}
+
+// errorStatus is the status Caddy answers a handler's error with. Apart
+// from the call: errors.As takes its target's address, which would put it
+// on the heap for every request.
+func errorStatus(err error) int {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) {
+		return he.StatusCode
+	}
+	return http.StatusInternalServerError
 }
 
 func (m *appMetrics) socketOpened() {

@@ -333,7 +333,7 @@ func (p *Python) releaseMain() {
 
 // ServeHTTP hands the request to the app and counts what it got.
 func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) (err error) {
-	start := time.Now()
+	start := time.Since(epoch)
 	var out outcome
 	// Deferred, so that a response cut short (a panic with
 	// http.ErrAbortHandler) is counted too.

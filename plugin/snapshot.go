@@ -160,12 +160,12 @@ func (a *app) asgiRunning() map[*loop][]runningView {
 		}
 	}
 	out := map[*loop][]runningView{}
-	now := time.Now()
+	now := int64(time.Since(epoch))
 	asgiRequests.Range(func(_, v any) bool {
 		q := v.(*asgiRequest)
 		if loops[q.loop] {
 			out[q.loop] = append(out[q.loop], runningView{
-				Method: q.method, Path: q.path, Seconds: now.Sub(q.start).Seconds(), WebSocket: q.websocket,
+				Method: q.r.Method, Path: q.r.URL.Path, Seconds: float64(now-q.start) / 1e9, WebSocket: q.websocket,
 			})
 		}
 		return true
