@@ -65,7 +65,7 @@ export PYTHON
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
 TEST_VENV := .venv-test-$(PYVERSION)
 
-.PHONY: build run test test-go test-py test-smoke bench clean FORCE
+.PHONY: build run test test-go test-py test-smoke bench metrics-chart clean FORCE
 
 build: $(CADDY)
 
@@ -108,6 +108,11 @@ test-smoke: build $(TEST_VENV)/.ok
 # short run; see bench/README.md.
 bench: build
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# docs/metrics/load.png: one app's queue depth and busy threads as load rises
+# and falls, sampled from /metrics (about a minute).
+metrics-chart: build
+	$(PYTHON) bench/metrics_chart.py
 
 clean:
 	rm -rf bin .venv-test-* tests/.venvs
