@@ -178,7 +178,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	if err := claimName(ctx.GetMetricsRegistry(), p.Name); err != nil {
 		return fmt.Errorf("%s: %v", p.name(), err)
 	}
-	p.config = ctx.GetMetricsRegistry()
+	p.config = ctx.GetMetricsRegistry() // from here on, Cleanup releases the name
 	if err := registerCollector(p.config); err != nil {
 		return err
 	}
@@ -283,9 +283,13 @@ func (p *Python) Cleanup() error {
 		p.app.Load().stop()
 	}
 	p.releaseMain()
-	if p.metrics != nil {
-		releaseMetrics(p.metrics, p)
+	// p.config marks what Provision took; the request path never reads it.
+	if p.config != nil {
+		if p.metrics != nil {
+			releaseMetrics(p.metrics, p)
+		}
 		releaseName(p.config, p.Name)
+		p.config = nil
 	}
 	return nil
 }

@@ -177,6 +177,26 @@ def test_a_restart_under_load_fails_no_request_and_leaves_other_apps_alone(start
     assert server.get_json("/target/ok")["imported_at"] > imported_before
 
 
+def test_an_app_in_the_main_interpreter_restarts_in_place_under_load(start_caddy):
+    server = start_caddy("\n".join([
+        block("wsgi", "/main/*", "main-app", isolation="main"),
+        block("asgi", "/other/*", "other"),
+    ]))
+    other_before = set(interpreters(admin_apps(server)["other"]))
+    imported_before = server.get_json("/main/ok")["imported_at"]
+    with Load(server.base_url, "/main/ok", threads=2) as load:
+        assert wait_until(lambda: len(load.interp_ids) >= 20, timeout=60)
+        response = admin_restart(server, "main-app")
+        assert response.status_code == 200, response.text
+        sent_at_restart = load.sent
+        assert wait_until(lambda: load.sent >= sent_at_restart + 20, timeout=60)
+    assert load.failures == []
+    assert set(load.interp_ids) == {0}
+    assert (response.json()["old_interpreters"], response.json()["new_interpreters"]) == ([0], [0])
+    assert server.get_json("/main/ok")["imported_at"] > imported_before
+    assert set(interpreters(admin_apps(server)["other"])) == other_before
+
+
 def test_a_restart_that_cannot_start_keeps_the_old_interpreters_serving(start_caddy, tmp_path):
     workdir = tmp_path / "app"
     shutil.copytree(app_dir("metrics_app"), workdir)
