@@ -60,7 +60,11 @@ func defaultName(site, matcher string) string {
 			parts = append(parts, s)
 		}
 	}
-	name := strings.Join(parts, "-")
+	return clip(strings.Join(parts, "-"))
+}
+
+// clip makes a slug a valid name: at most 64 characters, never empty.
+func clip(name string) string {
 	if len(name) > 64 {
 		name = strings.TrimRight(name[:64], ".-_")
 	}
@@ -92,12 +96,9 @@ func siteAddress(h httpcaddyfile.Helper) string {
 // its mount point, else its module.
 func (p *Python) fallbackName() string {
 	if s := slug(p.ScriptName); s != "" {
-		return s
+		return clip(s)
 	}
-	if s := slug(p.module()); s != "" {
-		return s
-	}
-	return "app"
+	return clip(slug(p.module()))
 }
 
 // configNames records the names taken in each loaded config, keyed by the

@@ -79,9 +79,9 @@ type worker struct {
 	// Guarded by pool.mu.
 	assigned *request // handed over while the thread slept
 	exit     bool
-	busy     bool // counted in interp.busy
-	started  bool // its thread has called in: its C half is ready to be sampled
-	exited   bool
+	busy     bool          // counted in interp.busy
+	started  bool          // its thread has called in: its C half is ready to be sampled
+	exited   bool          // told to end its thread
 	running  *http.Request // what it runs, for the admin API
 }
 
