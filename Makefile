@@ -65,7 +65,7 @@ export PYTHON
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
 TEST_VENV := .venv-test-$(PYVERSION)
 
-.PHONY: build run test test-go test-py test-smoke bench clean FORCE
+.PHONY: build run test test-go test-py test-smoke bench metrics-chart clean FORCE
 
 build: $(CADDY)
 
@@ -99,7 +99,7 @@ test-py: build $(TEST_VENV)/.ok
 
 # A short run for a second Python: make test-smoke OUT=bin/3.15 PYTHON=python3.15
 SMOKE_TESTS := tests/test_wsgi_environ.py tests/test_asgi_http.py tests/test_websocket.py \
-	tests/test_reload.py tests/test_python_check.py
+	tests/test_reload.py tests/test_python_check.py tests/test_metrics.py
 test-smoke: build $(TEST_VENV)/.ok
 	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra $(SMOKE_TESTS)
 
@@ -108,6 +108,11 @@ test-smoke: build $(TEST_VENV)/.ok
 # short run; see bench/README.md.
 bench: build
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# docs/metrics/load.png: one app's queue depth and busy threads as load rises
+# and falls, sampled from /metrics (about a minute).
+metrics-chart: build
+	$(PYTHON) bench/metrics_chart.py
 
 clean:
 	rm -rf bin .venv-test-* tests/.venvs

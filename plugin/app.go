@@ -27,7 +27,8 @@ const drainTimeout = 30 * time.Second
 
 // appConfig is what one app instance is started from.
 type appConfig struct {
-	kind         string // "wsgi" or "asgi"
+	metrics      *appMetrics // shared by the instances of one app name
+	kind         string      // "wsgi" or "asgi"
 	module       string
 	lifespan     bool
 	isolation    int // VV_ISOLATION_*
@@ -48,13 +49,20 @@ type app struct {
 	logger  *zap.Logger
 	pool    *pool
 	interps []*interpreter
+	metrics *appMetrics
+	started time.Time
+	state   atomic.Int32 // appStarting ... appEnded
+	mu      sync.Mutex   // held to read a live interpreter's C half (snapshot.go)
 }
 
 // interpreter is one of an app's interpreters and its worker threads.
 type interpreter struct {
-	c       *C.vv_interp
-	workers []*worker
-	loop    *loop // ASGI only
+	c            *C.vv_interp
+	id           int64 // Python's interpreter id
+	ownAllocator bool  // isolation interpreter: its memory can be told apart
+	ended        bool  // guarded by app.mu; c is freed once set
+	workers      []*worker
+	loop         *loop // ASGI only
 }
 
 var (
@@ -64,10 +72,12 @@ var (
 
 func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 	a := &app{
-		id:     appSeq.Add(1),
-		cfg:    cfg,
-		logger: logger,
-		pool:   newPool(cfg.interpreters, cfg.maxQueue),
+		id:      appSeq.Add(1),
+		cfg:     cfg,
+		logger:  logger,
+		pool:    newPool(cfg.interpreters, cfg.maxQueue),
+		metrics: cfg.metrics,
+		started: time.Now(),
 	}
 	apps.Store(a.id, a)
 	for i := 0; i < cfg.interpreters; i++ {
@@ -76,6 +86,8 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 			return nil, err
 		}
 	}
+	a.state.Store(appServing)
+	a.metrics.addInstance(a)
 	return a, nil
 }
 
@@ -179,7 +191,7 @@ func (a *app) startInterpreter(index int) error {
 		return err
 	}
 	var cerr *C.char
-	interp := &interpreter{c: in}
+	interp := &interpreter{c: in, id: int64(in.interp_id), ownAllocator: a.cfg.isolation == isolationCodes[isolationInterpreter]}
 	a.interps = append(a.interps, interp)
 	if a.cfg.kind == "asgi" {
 		l, err := newLoop()
@@ -218,6 +230,7 @@ func (a *app) startInterpreter(index int) error {
 	}
 	a.logger.Info("interpreter started",
 		zap.Int("interpreter", index),
+		zap.Int64("interpreter_id", interp.id),
 		zap.Int("threads", a.cfg.threads),
 		zap.Duration("took", time.Since(started)))
 	return nil
@@ -225,6 +238,15 @@ func (a *app) startInterpreter(index int) error {
 
 // stop lets the workers finish what they have, then ends the interpreters.
 func (a *app) stop() {
+	for {
+		s := a.state.Load()
+		if s >= appDraining {
+			return // stopped already
+		}
+		if a.state.CompareAndSwap(s, appDraining) {
+			break
+		}
+	}
 	a.pool.close()
 	for _, in := range a.interps {
 		if in.loop != nil {
@@ -239,6 +261,9 @@ func (a *app) stop() {
 		go func() {
 			defer wg.Done()
 			C.vv_interp_join(in.c)
+			a.mu.Lock()
+			in.ended = true
+			a.mu.Unlock()
 			onControlThread(func() { C.vv_interp_end(in.c) })
 			for _, w := range in.workers {
 				freeWorkerID(w.id)
@@ -253,6 +278,8 @@ func (a *app) stop() {
 	go func() {
 		wg.Wait()
 		apps.Delete(a.id)
+		a.state.Store(appEnded)
+		a.metrics.removeInstance(a)
 		close(ended)
 	}()
 	select {
@@ -263,7 +290,6 @@ func (a *app) stop() {
 		a.logger.Error("app did not finish its requests in time; its interpreters end when they do",
 			zap.Duration("waited", drainTimeout))
 	}
-	a.interps = nil
 }
 
 // logAppLine writes a line from an app's interpreter to the app's logger.

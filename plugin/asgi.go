@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -57,6 +58,11 @@ type outMsg struct {
 type asgiRequest struct {
 	token uint64
 	loop  *loop
+
+	// For the admin API: the request is alive until release.
+	r         *http.Request
+	start     int64 // ns since epoch, as the scheduler's clock
+	websocket bool
 
 	mu       sync.Mutex
 	out      []outMsg
@@ -332,13 +338,15 @@ func (a *app) pickLoop() (*loop, error) {
 	return best, nil
 }
 
-func (a *app) newASGIRequest() (*asgiRequest, error) {
+func (a *app) newASGIRequest(r *http.Request, websocket bool) (*asgiRequest, error) {
 	l, err := a.pickLoop()
 	if err != nil {
 		return nil, err
 	}
-	q := &asgiRequest{token: asgiTokens.Add(1), loop: l, signal: make(chan struct{}, 1)}
+	q := &asgiRequest{token: asgiTokens.Add(1), loop: l, signal: make(chan struct{}, 1),
+		r: r, start: int64(time.Since(epoch)), websocket: websocket}
 	l.active.Add(1)
+	l.requests.Add(1)
 	asgiRequests.Store(q.token, q)
 	return q, nil
 }
@@ -348,17 +356,23 @@ func (q *asgiRequest) release() {
 	asgiRequests.Delete(q.token)
 }
 
-// serveASGI runs one HTTP request through the app's event loop.
-func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
+// serveASGI runs one HTTP request through the app's event loop; out gets
+// the status the app sent.
+func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome) error {
 	if isWebSocket(r) {
-		return p.serveWebSocket(w, r)
+		out.websocket = true
+		return p.serveWebSocket(w, r, out)
 	}
-	q, err := p.app.newASGIRequest()
+	a := p.app.Load()
+	q, err := a.newASGIRequest(r, false)
 	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
+		return p.unavailable(w, err)
 	}
-	defer q.release()
+	defer func() {
+		if q != nil {
+			q.release()
+		}
+	}()
 
 	// A small body travels with the request; a large or chunked one is read
 	// part by part as the app asks for it.
@@ -376,7 +390,9 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 		// Let the app stream its response while it still reads the body.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	q.loop.post(evHTTP, q.token, scopeFields(r, p.ScriptName, body, streamed)...)
+	if q, err = p.reopen(a, q, r, evHTTP, scopeFields(r, p.ScriptName, body, streamed)); err != nil {
+		return p.unavailable(w, err)
+	}
 
 	rc := http.NewResponseController(w)
 	ctxDone := r.Context().Done()
@@ -419,11 +435,13 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request) error {
 					continue
 				}
 				if m.a != nil && !headerSent {
-					if err := writeHead(w, m.a, p.logger); err != nil {
+					code, err := writeHead(w, m.a, p.logger)
+					if err != nil {
 						p.logger.Error("invalid http.response.start from app", zap.Error(err))
 						return caddyhttp.Error(http.StatusInternalServerError, err)
 					}
 					headerSent = true
+					out.status = code
 				}
 				if len(m.b) > 0 {
 					if _, err := w.Write(m.b); err != nil && q.markGone() {

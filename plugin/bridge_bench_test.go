@@ -45,7 +45,11 @@ func startNoopApp(b *testing.B, kind string, interpreters, threads int) *Python 
 		b.Fatal(err)
 	}
 	module := "noop_app:" + kind
+	// Counted as a served app's requests are, so that the benchmark includes
+	// what the metrics cost.
+	metrics := newAppMetrics("bench")
 	a, err := startApp(appConfig{
+		metrics:      metrics,
 		kind:         kind,
 		module:       module,
 		workingDir:   dir,
@@ -57,7 +61,8 @@ func startNoopApp(b *testing.B, kind string, interpreters, threads int) *Python 
 		b.Fatalf("starting the no-op %s app: %v", kind, err)
 	}
 	b.Cleanup(a.stop)
-	p := &Python{app: a, logger: zap.NewNop(), WorkingDir: dir}
+	p := &Python{app: &appSlot{}, logger: zap.NewNop(), WorkingDir: dir, metrics: metrics}
+	p.app.Store(a)
 	if kind == "asgi" {
 		p.ModuleASGI = module
 	} else {

@@ -22,8 +22,9 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
-	prefix := ""
+	prefix, matcher := "", ""
 	if h.NextArg() {
+		matcher = h.Val()
 		if tok := h.Val(); strings.HasPrefix(tok, "/") && strings.HasSuffix(tok, "/*") {
 			prefix = strings.TrimSuffix(tok, "/*")
 		}
@@ -37,6 +38,9 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 	p := &Python{ScriptName: prefix}
 	if err := p.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
+	}
+	if p.Name == "" {
+		p.Name = defaultName(siteAddress(h), matcher)
 	}
 	return h.NewRoute(matcherSet, p), nil
 }
@@ -54,6 +58,7 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    max_queue    <n>
 //	    script_name  <prefix>
 //	    websocket_compression on|off (ASGI only; default on)
+//	    name         <name>
 //	}
 func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -111,6 +116,11 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("threads: %v", err)
 			}
 			p.Threads = n
+		case "name":
+			if err := checkName(arg); err != nil {
+				return d.Errf("%v", err)
+			}
+			p.Name = arg
 		case "max_queue":
 			n, err := positive(arg)
 			if err != nil {
@@ -118,7 +128,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name)", sub)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

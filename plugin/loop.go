@@ -29,16 +29,18 @@ const (
 )
 
 type loop struct {
-	efd     int
-	active  atomic.Int64  // requests in flight, for picking the least busy loop
-	ready   chan string   // startup outcome: "" ok, else the error
-	closing chan struct{} // closed when the app stops: WebSockets are told so
-	exited  chan struct{} // closed when the loop thread is gone: nothing will answer
+	efd      int
+	active   atomic.Int64  // requests in flight, for picking the least busy loop
+	requests atomic.Uint64 // requests and WebSockets it was given, for the admin API
+	ready    chan string   // startup outcome: "" ok, else the error
+	closing  chan struct{} // closed when the app stops: WebSockets are told so
+	exited   chan struct{} // closed when the loop thread is gone: nothing will answer
 
 	mu       sync.Mutex
 	events   []byte // u32 count, then events
 	count    uint32
 	signaled bool
+	shut     bool // evShutdown is posted: no new request may follow it
 }
 
 func newLoop() (*loop, error) {
@@ -53,6 +55,29 @@ func newLoop() (*loop, error) {
 // fields are copied before post returns (see bytesField).
 func (l *loop) post(kind byte, token uint64, fields ...string) {
 	l.mu.Lock()
+	l.shut = l.shut || kind == evShutdown
+	wake := l.queue(kind, token, fields)
+	l.mu.Unlock()
+	l.notify(wake)
+}
+
+// open posts the first event of a request or WebSocket, unless the loop was
+// told to shut down: one that arrived after that event would never be run.
+func (l *loop) open(kind byte, token uint64, fields ...string) bool {
+	l.mu.Lock()
+	if l.shut {
+		l.mu.Unlock()
+		return false
+	}
+	wake := l.queue(kind, token, fields)
+	l.mu.Unlock()
+	l.notify(wake)
+	return true
+}
+
+// queue adds an event to the inbox and tells whether the loop needs waking.
+// Caller holds l.mu.
+func (l *loop) queue(kind byte, token uint64, fields []string) bool {
 	b := append(l.events, kind)
 	b = binary.LittleEndian.AppendUint64(b, token)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(fields)))
@@ -64,8 +89,12 @@ func (l *loop) post(kind byte, token uint64, fields ...string) {
 	l.count++
 	wake := !l.signaled
 	l.signaled = true
-	l.mu.Unlock()
-	if wake {
+	return wake
+}
+
+// notify writes the eventfd the loop watches, when it needs waking.
+func (l *loop) notify(needed bool) {
+	if needed {
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(l.efd, one[:])

@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -65,10 +67,16 @@ type Python struct {
 	// WebSocketCompression negotiates permessage-deflate with WebSocket
 	// clients that offer it: "on" (default) or "off".
 	WebSocketCompression string `json:"websocket_compression,omitempty"`
+	// Name names the app in logs, metrics and the admin API; unique in a
+	// config. The Caddyfile derives it from the site and matcher; JSON
+	// without one gets it from script_name, else the module.
+	Name string `json:"name,omitempty"`
 
-	app        *app
+	app        *appSlot
 	logger     *zap.Logger
 	mainConfig context.Context // the config this app holds the main interpreter for
+	metrics    *appMetrics
+	config     *prometheus.Registry // the config's registry, which keys its names
 }
 
 // CaddyModule returns the Caddy module information.
@@ -162,9 +170,20 @@ func (p *Python) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if p.Name == "" {
+		p.Name = p.fallbackName()
+	}
 	if err := p.Validate(); err != nil {
 		return err
 	}
+	if err := claimName(ctx.GetMetricsRegistry(), p.Name); err != nil {
+		return fmt.Errorf("%s: %v", p.name(), err)
+	}
+	p.config = ctx.GetMetricsRegistry() // from here on, Cleanup releases the name
+	if err := registerCollector(p.config); err != nil {
+		return err
+	}
+	p.metrics = acquireMetrics(p.Name, p)
 	if p.Isolation == isolationMain {
 		if err := claimMain(ctx, p.name()); err != nil {
 			return err
@@ -172,12 +191,13 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		p.mainConfig = ctx.Context
 	}
 	raiseGOMAXPROCS(p.logger)
-	p.logger = p.logger.With(zap.String("app", p.module()), zap.String("working_dir", p.WorkingDir))
+	p.logger = p.logger.With(zap.String("app", p.Name), zap.String("module", p.module()), zap.String("working_dir", p.WorkingDir))
 	kind := "wsgi"
 	if p.ModuleASGI != "" {
 		kind = "asgi"
 	}
 	cfg := appConfig{
+		metrics:      p.metrics,
 		kind:         kind,
 		module:       p.module(),
 		lifespan:     p.Lifespan == "on",
@@ -188,7 +208,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		threads:      p.Threads,
 		maxQueue:     p.MaxQueue,
 	}
-	p.app, err = startApp(cfg, p.logger)
+	a, err := startApp(cfg, p.logger)
 	if err != nil {
 		p.releaseMain()
 		var refused *startError
@@ -199,6 +219,8 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		}
 		return fmt.Errorf("%s: %v", p.name(), err)
 	}
+	p.app = &appSlot{}
+	p.app.Store(a)
 	return nil
 }
 
@@ -238,6 +260,11 @@ func (p *Python) Validate() error {
 	if p.MaxQueue < 1 {
 		return fmt.Errorf("%s: max_queue must be at least 1", p.name())
 	}
+	if p.Name != "" {
+		if err := checkName(p.Name); err != nil {
+			return fmt.Errorf("%s: %v", p.name(), err)
+		}
+	}
 	if p.WorkingDir != "" {
 		if st, err := os.Stat(p.WorkingDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("%s: working_dir %s is not a directory", p.name(), p.WorkingDir)
@@ -255,10 +282,23 @@ func (p *Python) Validate() error {
 // the requests they have, then its interpreters end.
 func (p *Python) Cleanup() error {
 	if p.app != nil {
-		p.app.stop()
-		p.app = nil
+		p.app.restartMu.Lock()
+		defer p.app.restartMu.Unlock()
+		if p.app.stopped {
+			return nil
+		}
+		p.app.stopped = true
+		p.app.Load().stop()
 	}
 	p.releaseMain()
+	// p.config marks what Provision took; the request path never reads it.
+	if p.config != nil {
+		if p.metrics != nil {
+			releaseMetrics(p.metrics, p)
+		}
+		releaseName(p.config, p.Name)
+		p.config = nil
+	}
 	return nil
 }
 
@@ -303,18 +343,27 @@ func (p *Python) releaseMain() {
 	p.mainConfig = nil
 }
 
-// ServeHTTP queues the request for the app and waits until a worker has
-// answered it, or until the client leaves while it is still queued.
-func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+// ServeHTTP hands the request to the app and counts what it got.
+func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) (err error) {
+	start := time.Since(epoch)
+	var out outcome
+	// Deferred, so that a response cut short (a panic with
+	// http.ErrAbortHandler) is counted too.
+	defer func() { p.metrics.account(&out, err, start) }()
 	if p.ModuleASGI != "" {
-		return p.serveASGI(w, r)
+		return p.serveASGI(w, r, &out)
 	}
+	return p.serveWSGI(w, r, &out)
+}
+
+// serveWSGI queues the request for the app and waits until a worker has
+// answered it, or until the client leaves while it is still queued.
+func (p *Python) serveWSGI(w http.ResponseWriter, r *http.Request, out *outcome) error {
 	req := newRequest(w, r, p.logger)
 	req.env = buildEnviron(req.env, r, p.ScriptName)
-	if err := p.app.pool.submit(req); err != nil {
+	if err := p.submit(req); err != nil {
 		req.release()
-		w.Header().Set("Retry-After", "1")
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
+		return p.unavailable(w, err)
 	}
 	select {
 	case <-req.done:
@@ -322,11 +371,16 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		if req.state.CompareAndSwap(stateQueued, stateCancelled) {
 			// Still queued: a worker will skip it. The request stays
 			// referenced by the queue, so it is not recycled.
+			if req.queuedAt != 0 {
+				p.metrics.waited(time.Since(epoch) - time.Duration(req.queuedAt))
+			}
 			return nil
 		}
 		<-req.done
 	}
 	failed, aborted, bodyErr := req.failed, req.aborted, req.bodyErr
+	out.status = req.status
+	p.metrics.waited(time.Duration(req.waited))
 	req.release()
 	if aborted {
 		panic(http.ErrAbortHandler)

@@ -41,6 +41,9 @@ type request struct {
 	failed     bool  // the app failed before sending headers: answer 500
 	aborted    bool  // the app failed after sending headers: cut the connection
 	written    int64 // body bytes written
+	status     int   // the status the app sent
+	queuedAt   int64 // pool clock when queued; 0: a thread took it at once
+	waited     int64 // ns in the queue
 	body       io.Reader
 	bodyErr    error // why reading the request body failed
 	logger     *zap.Logger
@@ -118,10 +121,12 @@ var errBadStatus = errors.New("invalid status line from app")
 
 // writeHead reads the adapter's NUL-separated "status\0name\0value..." block.
 func (req *request) writeHead(head []byte) error {
-	if err := writeHead(req.w, head, req.logger); err != nil {
+	code, err := writeHead(req.w, head, req.logger)
+	if err != nil {
 		return err
 	}
 	req.headerSent = true
+	req.status = code
 	return nil
 }
 
@@ -135,15 +140,16 @@ func declaredLength(h http.Header) int64 {
 }
 
 // writeHead writes the status and headers an adapter packed as
-// "status\0name\0value\0...", the status being "200" or "200 OK".
-func writeHead(w http.ResponseWriter, head []byte, logger *zap.Logger) error {
+// "status\0name\0value\0...", the status being "200" or "200 OK", and
+// returns the status.
+func writeHead(w http.ResponseWriter, head []byte, logger *zap.Logger) (int, error) {
 	status, rest, _ := bytes.Cut(head, []byte{0})
 	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
-		return errBadStatus
+		return 0, errBadStatus
 	}
 	code, err := strconv.Atoi(string(status[:3]))
 	if err != nil || code < 100 {
-		return errBadStatus
+		return 0, errBadStatus
 	}
 	h := w.Header()
 	for len(rest) > 0 {
@@ -158,7 +164,7 @@ func writeHead(w http.ResponseWriter, head []byte, logger *zap.Logger) error {
 		h.Add(n, string(value))
 	}
 	w.WriteHeader(code)
-	return nil
+	return code, nil
 }
 
 // read fills p from the request body with at least one byte, unless it ended.

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"errors"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,16 +79,19 @@ type worker struct {
 	// Guarded by pool.mu.
 	assigned *request // handed over while the thread slept
 	exit     bool
-	busy     bool // counted in interp.busy
-	started  bool // its thread has called in: its C half is ready to be sampled
+	busy     bool          // counted in interp.busy
+	started  bool          // its thread has called in: its C half is ready to be sampled
+	exited   bool          // told to end its thread
+	running  *http.Request // what it runs, for the admin API
 }
 
 // interpLoad tracks one interpreter's workers and how many requests it may run.
 type interpLoad struct {
-	busy    int
-	idle    []*worker
-	workers []*worker
-	limit   int // requests it may run at once, 1..len(workers)
+	busy     int
+	idle     []*worker
+	workers  []*worker
+	limit    int    // requests it may run at once, 1..len(workers)
+	requests uint64 // handed to its threads so far
 
 	// For lowering the limit: GIL waits of the requests finished in the window.
 	gilWait     int64 // ns
@@ -173,6 +177,7 @@ func (p *pool) submit(req *request) error {
 		p.mu.Unlock()
 		return errQueueFull
 	}
+	req.queuedAt = p.clock()
 	p.queue = append(p.queue, req)
 	p.queued.Store(int32(len(p.queue)))
 	if !p.ticking && p.limited() {
@@ -200,6 +205,7 @@ func (p *pool) pop() *request {
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
 	p.queued.Store(int32(len(p.queue)))
+	req.waited = p.clock() - req.queuedAt
 	return req
 }
 
@@ -229,9 +235,12 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w.started = true
+	w.running = nil
 	if req := w.assigned; req != nil {
 		w.assigned = nil
 		if req.state.CompareAndSwap(stateQueued, stateRunning) {
+			w.running = req.r
+			w.interp.requests++
 			return req, nextRun
 		}
 		// Its client left between hand-off and wake-up.
@@ -245,11 +254,14 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 	for len(p.queue) > 0 && in.busy < in.limit {
 		if req := p.pop(); req.state.CompareAndSwap(stateQueued, stateRunning) {
 			in.busy++
+			in.requests++
 			w.busy = true
+			w.running = req.r
 			return req, nextRun
 		}
 	}
 	if (p.closed || w.exit) && len(p.queue) == 0 {
+		w.exited = true
 		return nil, nextExit
 	}
 	in.idle = append(in.idle, w)

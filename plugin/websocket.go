@@ -41,14 +41,20 @@ func headerHasToken(h http.Header, name, token string) bool {
 // serveWebSocket asks the app whether to accept the handshake, then relays
 // messages both ways. An open socket costs two goroutines and an asyncio
 // task, never a thread.
-func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
-	q, err := p.app.newASGIRequest()
+func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *outcome) error {
+	a := p.app.Load()
+	q, err := a.newASGIRequest(r, true)
 	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
+		return p.unavailable(w, err)
 	}
-	defer q.release()
-	q.loop.post(evWebSocket, q.token, scopeFields(r, p.ScriptName, nil, false)...)
+	defer func() {
+		if q != nil {
+			q.release()
+		}
+	}()
+	if q, err = p.reopen(a, q, r, evWebSocket, scopeFields(r, p.ScriptName, nil, false)); err != nil {
+		return p.unavailable(w, err)
+	}
 
 	var conn *websocket.Conn
 	ctx, cancel := context.WithCancel(context.Background())
@@ -86,6 +92,9 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 					continue
 				}
 				conn.SetReadLimit(wsReadLimit)
+				out.status = http.StatusSwitchingProtocols
+				p.metrics.socketOpened()
+				defer p.metrics.socketClosed()
 				go relayIncoming(ctx, conn, q, p.logger)
 			case postWSText, postWSBytes:
 				if conn == nil {

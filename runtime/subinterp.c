@@ -246,6 +246,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         goto fail;
     in->boot_ts = ts;
     in->state = PyThreadState_GetInterpreter(ts);
+    in->interp_id = PyInterpreterState_GetID(in->state);
     int booted = boot(in, cfg, err);
     if (booted < 0 && ts != main_ts)
         Py_EndInterpreter(ts); /* leaves no thread state attached, as we want */

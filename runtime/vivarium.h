@@ -66,6 +66,7 @@ typedef struct vv_interp {
     PyThreadState *boot_ts;     /* attaches this interpreter on the control thread
                                    (the main thread state in isolation main) */
     PyInterpreterState *state;
+    int64_t interp_id;          /* PyInterpreterState_GetID, as Python shows it */
     int event_loop;             /* ASGI: one thread runs handler(worker_id, efd) */
     PyObject *handler;          /* WSGI: handler(environ, token) per request */
     PyObject *base_environ;     /* constant environ keys, copied per request */
@@ -126,6 +127,10 @@ void vv_worker_wake(vv_worker *w);
 int vv_worker_reserve(vv_worker *w, size_t n);
 uint64_t vv_worker_demand(vv_worker *w);
 uint64_t vv_worker_in_python(vv_worker *w);
+
+/* memory.c: bytes in the pymalloc arenas of the interpreter's own allocator;
+ * callable from any thread without the GIL while the interpreter lives. */
+size_t vv_interp_arena_bytes(const vv_interp *in);
 
 /* bridge.c */
 int vv_bridge_register(void);

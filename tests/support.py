@@ -506,3 +506,61 @@ def valid_retry_after(value: str) -> bool:
         return email.utils.parsedate_to_datetime(value) is not None
     except (TypeError, ValueError):
         return False
+
+
+# ------------------------------------------------------- metrics and the admin API
+
+
+class Metrics:
+    """One scrape of /metrics on Caddy's admin endpoint, parsed with prometheus_client's
+    text parser. Every sample must appear once: a metric registered twice (say, by a
+    reload) would show up here as a duplicate."""
+
+    def __init__(self, text: str):
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.text = text
+        self.samples: dict[tuple[str, frozenset], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                assert key not in self.samples, f"sample {key} appears twice in /metrics"
+                self.samples[key] = sample.value
+
+    def get(self, name: str, **labels) -> float | None:
+        """The value of the sample with exactly these labels, or None."""
+        return self.samples.get((name, frozenset(labels.items())))
+
+    def value(self, name: str, **labels) -> float:
+        found = self.get(name, **labels)
+        assert found is not None, f"no sample {name}{labels} in /metrics:\n" + "\n".join(
+            line for line in self.text.splitlines() if line.startswith(name)
+        )
+        return found
+
+    def matching(self, name: str, **labels) -> dict[frozenset, float]:
+        """Every sample of `name` whose labels include these, by its full label set."""
+        want = set(labels.items())
+        return {
+            key_labels: value
+            for (sample_name, key_labels), value in self.samples.items()
+            if sample_name == name and want <= key_labels
+        }
+
+
+def scrape(caddy) -> Metrics:
+    response = httpx.get(f"http://{caddy.admin_address}/metrics", timeout=30)
+    assert response.status_code == 200, f"/metrics -> {response.status_code}: {response.text[:2000]}"
+    return Metrics(response.text)
+
+
+def admin_apps(caddy) -> dict[str, dict]:
+    """GET /python/apps, by app name."""
+    response = httpx.get(f"http://{caddy.admin_address}/python/apps", timeout=30)
+    assert response.status_code == 200, f"/python/apps -> {response.status_code}: {response.text[:2000]}"
+    return {app["name"]: app for app in response.json()["apps"]}
+
+
+def admin_restart(caddy, name: str) -> httpx.Response:
+    """POST /python/apps/<name>/restart; waits for the old interpreters to drain."""
+    return httpx.post(f"http://{caddy.admin_address}/python/apps/{name}/restart", timeout=120)

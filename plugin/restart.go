@@ -1,0 +1,126 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// A restart replaces one app's instance (its interpreters, their threads
+// and its scheduler) without a config reload and without touching any
+// other app: the new instance starts beside the old one, which serves until
+// the new one is ready; then requests go to the new one and the old one
+// drains as on a reload. A request that picked the old instance just as it
+// closed is moved to the new one, so none is refused for the restart.
+
+var errStopped = errors.New("the app is being stopped by a config reload")
+
+// appSlot holds a handler's current instance. It sits behind a pointer so
+// that Python stays a plain value for Caddy's module registration.
+type appSlot struct {
+	atomic.Pointer[app]
+	restartMu sync.Mutex // one restart at a time, and none once stopped
+	stopped   bool
+}
+
+// restartResult is what POST /python/apps/<name>/restart answers.
+type restartResult struct {
+	Name            string  `json:"name"`
+	OldInstance     uint64  `json:"old_instance"`
+	NewInstance     uint64  `json:"new_instance"`
+	OldInterpreters []int64 `json:"old_interpreters"`
+	NewInterpreters []int64 `json:"new_interpreters"`
+	StartSeconds    float64 `json:"start_seconds"` // starting the new interpreters
+	DrainSeconds    float64 `json:"drain_seconds"` // the old ones finishing their requests and ending
+}
+
+// restart starts a new instance of the app, switches traffic to it and
+// stops the old one, waiting for it to drain. On failure the old instance
+// keeps serving.
+func (p *Python) restart(reason string) (restartResult, error) {
+	p.app.restartMu.Lock()
+	defer p.app.restartMu.Unlock()
+	if p.app.stopped {
+		return restartResult{}, errStopped
+	}
+	old := p.app.Load()
+	res := restartResult{Name: p.Name, OldInstance: old.id, OldInterpreters: interpreterIDs(old)}
+	began := time.Now()
+	fresh, err := startApp(old.cfg, p.logger)
+	if err != nil {
+		return res, fmt.Errorf("%s: the new interpreters failed to start, the old ones keep serving: %v", p.name(), err)
+	}
+	res.StartSeconds = time.Since(began).Seconds()
+	p.app.Store(fresh)
+	p.metrics.Restarted(reason)
+	res.NewInstance, res.NewInterpreters = fresh.id, interpreterIDs(fresh)
+	drained := time.Now()
+	old.stop()
+	res.DrainSeconds = time.Since(drained).Seconds()
+	p.logger.Info("app restarted",
+		zap.String("reason", reason),
+		zap.Int64s("old_interpreters", res.OldInterpreters),
+		zap.Int64s("new_interpreters", res.NewInterpreters),
+		zap.Float64("start_seconds", res.StartSeconds),
+		zap.Float64("drain_seconds", res.DrainSeconds))
+	return res, nil
+}
+
+func interpreterIDs(a *app) []int64 {
+	ids := []int64{}
+	for _, in := range a.interps {
+		ids = append(ids, in.id)
+	}
+	return ids
+}
+
+// submit queues a WSGI request on the app's current instance, or on the one
+// that replaced it when that one closed first.
+func (p *Python) submit(req *request) error {
+	a := p.app.Load()
+	for {
+		err := a.pool.submit(req)
+		if err != errClosed {
+			return err
+		}
+		next := p.app.Load()
+		if next == a {
+			return err
+		}
+		a = next
+	}
+}
+
+// reopen posts the first event of an ASGI request or WebSocket that q holds
+// on instance a. When a restart shut a's loops meanwhile, q is released and
+// the request starts over on the instance that replaced a.
+func (p *Python) reopen(a *app, q *asgiRequest, r *http.Request, kind byte, fields []string) (*asgiRequest, error) {
+	for !q.loop.open(kind, q.token, fields...) {
+		q.release()
+		next := p.app.Load()
+		if next == a {
+			return nil, errClosed
+		}
+		a = next
+		var err error
+		if q, err = a.newASGIRequest(r, q.websocket); err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// unavailable answers 503 with Retry-After.
+func (p *Python) unavailable(w http.ResponseWriter, err error) error {
+	if errors.Is(err, errQueueFull) || errors.Is(err, errTooBusy) {
+		p.metrics.refused()
+	}
+	w.Header().Set("Retry-After", "1")
+	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
+}
