@@ -65,7 +65,7 @@ export PYTHON
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
 TEST_VENV := .venv-test-$(PYVERSION)
 
-.PHONY: build run test test-go test-py test-smoke bench metrics-chart clean FORCE
+.PHONY: build run test test-go test-py test-smoke bench metrics-chart wheel clean FORCE
 
 build: $(CADDY)
 
@@ -114,7 +114,20 @@ bench: build
 metrics-chart: build
 	$(PYTHON) bench/metrics_chart.py
 
+# pip's way in: a manylinux wheel per CPython X.Y of WHEEL_PYTHONS, into dist/
+# (scripts/wheel.py; its tools come from PyPI into .venv-wheel).
+WHEEL_PYTHONS ?= python3.14 python3.15
+WHEEL_VENV := .venv-wheel
+
+$(WHEEL_VENV)/.ok: python/build-requirements.txt
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q --disable-pip-version-check -r python/build-requirements.txt
+	touch $@
+
+wheel: $(WHEEL_VENV)/.ok
+	for py in $(WHEEL_PYTHONS); do $(WHEEL_VENV)/bin/python scripts/wheel.py --python $$py || exit 1; done
+
 clean:
-	rm -rf bin .venv-test-* tests/.venvs
+	rm -rf bin build dist .venv-test-* .venv-wheel tests/.venvs
 
 endif

@@ -506,12 +506,14 @@ def shutdown() -> bool:
     import time
 
     deadline = time.monotonic() + THREAD_GRACE_SECONDS
-    current = threading.current_thread()
+    # Not the app's: this thread, and Python's main thread, which in the wheel
+    # is the python process's own, waiting in Caddy for good.
+    ours = (threading.current_thread(), threading.main_thread())
     for thread in threading.enumerate():
-        if thread is current or thread.daemon:
+        if thread in ours or thread.daemon:
             continue
         thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
+    stuck = [t.name for t in threading.enumerate() if t not in ours and not t.daemon and t.is_alive()]
     if stuck:
         _vivarium.log(
             _vivarium.ERROR,

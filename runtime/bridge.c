@@ -309,19 +309,39 @@ static struct PyModuleDef bridge_def = {
     .m_slots = bridge_slots,
 };
 
-static PyObject *bridge_init(void)
+/* The current interpreter's _vivarium, made and entered in its sys.modules
+ * on first use (a new reference; NULL with an exception). Made here rather
+ * than through the inittab, which cannot grow once Python runs: in the wheel,
+ * the python process started it before loading us. */
+static PyObject *bridge_module(void)
 {
-    return PyModuleDef_Init(&bridge_def);
+    PyObject *modules = PyImport_GetModuleDict();
+    PyObject *mod;
+    if (PyDict_GetItemStringRef(modules, "_vivarium", &mod) != 0)
+        return mod;
+    PyObject *machinery = PyImport_ImportModule("importlib.machinery");
+    PyObject *spec = machinery ? PyObject_CallMethod(machinery, "ModuleSpec", "sO", "_vivarium", Py_None) : NULL;
+    mod = spec ? PyModule_FromDefAndSpec(&bridge_def, spec) : NULL;
+    if (mod != NULL && (PyModule_ExecDef(mod, &bridge_def) < 0 ||
+                        PyDict_SetItemString(modules, "_vivarium", mod) < 0))
+        Py_CLEAR(mod);
+    Py_XDECREF(spec);
+    Py_XDECREF(machinery);
+    return mod;
 }
 
-int vv_bridge_register(void)
+int vv_bridge_install(void)
 {
-    return PyImport_AppendInittab("_vivarium", bridge_init);
+    PyObject *mod = bridge_module();
+    Py_XDECREF(mod);
+    return mod != NULL ? 0 : -1;
 }
 
+/* Binds the interpreter's _vivarium to the app (in isolation main, the main
+ * interpreter's one, which every such app binds in turn). */
 int vv_bridge_bind(uint64_t app_id)
 {
-    PyObject *mod = PyImport_ImportModule("_vivarium");
+    PyObject *mod = bridge_module();
     if (mod == NULL)
         return -1;
     bridge_state *st = PyModule_GetState(mod);

@@ -76,12 +76,23 @@ const char *vv_python_version(void)
     return Py_GetVersion();
 }
 
-int vv_runtime_init(const char *main_source, char **err)
+/* Attaches a new thread state of the main interpreter of the python process
+ * that loaded us as an extension module (the wheel's vivarium._caddy). That
+ * process's main thread waits in Caddy with the GIL released; this thread
+ * takes the part Py_Initialize gives it in bin/caddy. */
+static int adopt_main_interpreter(char **err)
 {
-    if (vv_bridge_register() < 0) {
-        *err = vv_strdupf("cannot register the _vivarium module");
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    if (ts == NULL) {
+        *err = vv_strdupf("cannot create a thread state for the main interpreter");
         return -1;
     }
+    PyEval_RestoreThread(ts);
+    return 0;
+}
+
+static int start_python(char **err)
+{
     /* UTF-8 mode, as `python -X utf8` (and 3.15's default): file names and
      * open() use UTF-8 whatever the locale. Caddy never calls setlocale, so
      * the process runs in the C locale, whose encoding is ASCII. */
@@ -103,6 +114,21 @@ int vv_runtime_init(const char *main_source, char **err)
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status))
         goto failed;
+    return 0;
+failed:
+    *err = vv_strdupf("Python failed to start: %s%s%s", status.func ? status.func : "",
+                      status.func ? ": " : "", status.err_msg ? status.err_msg : "");
+    return -1;
+}
+
+int vv_runtime_init(const char *main_source, char **err)
+{
+    if ((Py_IsInitialized() ? adopt_main_interpreter(err) : start_python(err)) < 0)
+        return -1;
+    if (vv_bridge_install() < 0) {
+        *err = vv_format_exception();
+        return -1;
+    }
     /* Ending own-GIL interpreters that imported datetime in any order but reverse
      * creation order aborts the process unless the main interpreter imported it
      * first (shared/notes/subinterpreters.md). Reloads end interpreters in any order. */
@@ -116,10 +142,6 @@ int vv_runtime_init(const char *main_source, char **err)
         return -1;
     main_ts = PyEval_SaveThread();
     return 0;
-failed:
-    *err = vv_strdupf("Python failed to start: %s%s%s", status.func ? status.func : "",
-                      status.func ? ": " : "", status.err_msg ? status.err_msg : "");
-    return -1;
 }
 
 /* Loads the embedded adapter modules and lets vivarium_boot import the app.

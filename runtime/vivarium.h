@@ -133,7 +133,8 @@ uint64_t vv_worker_in_python(vv_worker *w);
 size_t vv_interp_arena_bytes(const vv_interp *in);
 
 /* bridge.c */
-int vv_bridge_register(void);
+/* vv_bridge_install: _vivarium in the main interpreter, as vivarium_main needs it. */
+int vv_bridge_install(void);
 int vv_bridge_bind(uint64_t app_id);
 
 /* Implemented in Go (plugin/bridge.go). Called without the GIL held. */
