@@ -65,7 +65,7 @@ export PYTHON
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
 TEST_VENV := .venv-test-$(PYVERSION)
 
-.PHONY: build run test test-go test-py test-smoke bench metrics-chart wheel clean FORCE
+.PHONY: build run test test-go test-py test-smoke bench metrics-chart wheel test-wheel clean FORCE
 
 build: $(CADDY)
 
@@ -107,6 +107,7 @@ test-smoke: build $(TEST_VENV)/.ok
 # docs/benchmarks/ (results.json, README.md, charts). BENCH_ARGS=--quick for a
 # short run; see bench/README.md.
 bench: build
+	$(MAKE) wheel WHEEL_PYTHONS=$(PYTHON)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # docs/metrics/load.png: one app's queue depth and busy threads as load rises
@@ -126,6 +127,12 @@ $(WHEEL_VENV)/.ok: python/build-requirements.txt
 
 wheel: $(WHEEL_VENV)/.ok
 	for py in $(WHEEL_PYTHONS); do $(WHEEL_VENV)/bin/python scripts/wheel.py --python $$py || exit 1; done
+
+# The wheel for PYTHON installed into a fresh venv, then tests/wheel and a part
+# of the suite against its `vivarium` command (scripts/test-wheel.sh).
+test-wheel:
+	$(MAKE) wheel WHEEL_PYTHONS=$(PYTHON)
+	scripts/test-wheel.sh $(PYTHON)
 
 clean:
 	rm -rf bin build dist .venv-test-* .venv-wheel tests/.venvs

@@ -14,7 +14,12 @@
 # no Python >= 3.14 of its own.
 #
 # Environment:
-#   VIVARIUM_SYSROOT  where the root lives (default /var/lib/vivarium/debian-sid)
+#   VIVARIUM_SYSROOT  where the root lives (default /var/lib/vivarium/debian-sid,
+#                     or debian-sid-bare)
+#   VIVARIUM_SYSROOT_BARE=1  a second root where the wheel is tried: python3.14
+#                     and python3.15 with their venv module and nothing more (no
+#                     headers, no compiler, no libpython3.X.so: Debian's
+#                     python3.X is built with the interpreter in its executable)
 #   VIVARIUM_MIRROR   the Debian mirror (default http://deb.debian.org/debian)
 # Needs root (debootstrap, chroot, mount), and debootstrap, which it installs.
 set -euo pipefail
@@ -30,6 +35,10 @@ PACKAGES=(
 	# tests/test_browser.py: headless Chromium driven through its WebDriver.
 	chromium chromium-driver
 )
+if [ "${VIVARIUM_SYSROOT_BARE:-}" = 1 ]; then
+	SYSROOT=${VIVARIUM_SYSROOT:-/var/lib/vivarium/debian-sid-bare}
+	PACKAGES=(python3.14-venv python3.15-venv ca-certificates procps)
+fi
 
 log() { printf 'sysroot: %s\n' "$*" >&2; }
 die() { printf 'sysroot: error: %s\n' "$*" >&2; exit 1; }

