@@ -17,7 +17,7 @@
 # Environment:
 #   PYTHON          the Python >= 3.13 to make the venvs with; found by
 #                   scripts/find-python.sh when unset. Must be the Python bin/caddy
-#                   was built against (same X.Y).
+#                   was built against (same X.Y), or the wheel's (VIVARIUM_BIN).
 #   VIVARIUM_BIN    the Caddy binary to run (default: bin/caddy in the repository)
 #   VIVARIUM_PORT   the port to serve on (default 8080; read by examples/Caddyfile)
 #   VIVARIUM_ADMIN_PORT  the port of Caddy's admin endpoint on localhost (default 2019)
@@ -38,6 +38,12 @@ log() { printf 'demo: %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
 find_python() {
+	# It only makes venvs: a Python of the server's X.Y that runs will do, with
+	# or without headers (the python of the wheel's venv, for one).
+	if [ -n "${PYTHON:-}" ] && "$PYTHON" -c '' 2>/dev/null; then
+		export PYTHON
+		return
+	fi
 	local found
 	found=$(scripts/find-python.sh) || die "no usable Python; see README.md, \"Prerequisites\""
 	PYTHON=$found
