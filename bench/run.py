@@ -107,6 +107,8 @@ WORKLOADS = {
     "hello": [("hello", HELLO_CONNS)],
     "cpu": [("cpu", CPU_CONNS)],
     "transfer": [("download", TRANSFER_CONNS), ("upload", TRANSFER_CONNS)],
+    # One point, where the targets are computed.
+    "hello-target": [("hello", (TARGET_CONNS,))],
 }
 
 
@@ -126,10 +128,13 @@ class ServerSpec:
     venv: str | None = None  # the venv the app runs from
     peer: tuple[str, ...] = ()
     interpreters: int | None = None
+    # What runs the Caddy site: bin/caddy, or "wheel": the `vivarium` command
+    # of the wheel (make wheel) pip-installed into bench/.venvs/wheel.
+    host: str = "bin"
 
 
 def vivarium(app: str, module: str, interpreters: int, *, asgi=False, venv=None,
-             isolation=None, threads=None, workloads=("hello",)) -> ServerSpec:
+             isolation=None, threads=None, workloads=("hello",), host="bin") -> ServerSpec:
     directive = "module_asgi" if asgi else "module_wsgi"
     lines = [f'{directive} "{module}"', 'working_dir "{apps}"']
     if venv:
@@ -143,11 +148,11 @@ def vivarium(app: str, module: str, interpreters: int, *, asgi=False, venv=None,
     what = {"raw": "raw WSGI", "flask": "Flask", "django": "Django",
             "starlette": "Starlette", "fastapi": "FastAPI"}[app]
     label = (f"Vivarium {what}, {interpreters} interp" + (f" x {threads} thread" if threads else "")
-             + (f" ({isolation})" if isolation else ""))
+             + (f" ({isolation})" if isolation else "") + (" (pip wheel)" if host == "wheel" else ""))
     return ServerSpec(name=f"vivarium-{app}-{interpreters}" + (f"-t{threads}" if threads else "")
-                      + (f"-{isolation}" if isolation else ""),
+                      + (f"-{isolation}" if isolation else "") + ("-wheel" if host == "wheel" else ""),
                       label=label, family="vivarium", app=app, workloads=tuple(workloads),
-                      caddy_site=site, venv=venv, interpreters=interpreters)
+                      caddy_site=site, venv=venv, interpreters=interpreters, host=host)
 
 
 PROXY = "reverse_proxy 127.0.0.1:{upstream}"
@@ -179,6 +184,9 @@ SERVERS = [
     ServerSpec("granian-wsgi", "Granian WSGI Flask 2w", "granian", "flask", venv="granian",
                peer=granian("wsgi", "flask_app:app", "{port}")),
     vivarium("flask", "flask_app:app", 2, venv="flask", workloads=("hello", "cpu", "transfer")),
+    # The same app and Caddyfile served by the wheel's `vivarium`: Caddy as an
+    # extension module of the venv's python, whose interpreter it embeds.
+    vivarium("flask", "flask_app:app", 2, venv="flask", workloads=("hello-target",), host="wheel"),
     # The default is 4 threads per interpreter, for apps that wait on I/O; one
     # thread shows the tail latency of a CPU-bound app without GIL contention.
     vivarium("flask", "flask_app:app", 2, venv="flask", threads=1),
@@ -227,6 +235,8 @@ TARGETS = [
      ("granian-asgi", "hello"), 0.8),
     ("CPU-bound: Flask 2 interp vs 1 interp", ("vivarium-flask-2", "cpu"),
      ("vivarium-flask-1", "cpu"), 1.8),
+    ("Flask 2 interp: pip wheel vs bin/caddy", ("vivarium-flask-2-wheel", "hello"),
+     ("vivarium-flask-2", "hello"), 0.95),
 ]
 # The servers the targets compare are measured again in extra rounds, in
 # alternating order, and each target is the median of its rounds: on a shared
@@ -279,9 +289,30 @@ def ensure_venv(name: str, python: str) -> Path:
     return venv
 
 
+def ensure_wheel_venv(python: str) -> Path:
+    """bench/.venvs/wheel: the wheel of dist/ for this Python, pip-installed
+    (make bench runs make wheel first); remade when the wheel changes."""
+    tag = command_output([python, "-c", "import sys; print('cp%d%d' % sys.version_info[:2])"])
+    wheels = sorted((ROOT / "dist").glob(f"vivarium-*-{tag}-{tag}-*.whl"))
+    if len(wheels) != 1:
+        sys.exit(f"bench: want one {tag} wheel in dist/, found {len(wheels)}: run make wheel")
+    venv = VENVS / "wheel"
+    stamp = venv / ".bench-stamp"
+    digest = hashlib.sha256(wheels[0].read_bytes() + python.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return venv
+    log(f"creating venv {os.path.relpath(venv)} with {wheels[0].name}")
+    subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheels[0])],
+                   check=True)
+    stamp.write_text(digest)
+    return venv
+
+
 def ensure_venvs(names, python: str) -> dict[str, Path]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {n: pool.submit(ensure_venv, n, python) for n in names}
+        futures = {n: pool.submit(ensure_wheel_venv, python) if n == "wheel" else
+                   pool.submit(ensure_venv, n, python) for n in names}
         return {n: f.result() for n, f in futures.items()}
 
 
@@ -528,8 +559,14 @@ class Server:
         if self.spec.peer:
             self._spawn([self._fill(a) for a in self.spec.peer], "peer", APPS)
         if self.spec.caddy_site:
-            evict_from_page_cache(self.caddy)
-            self._spawn([str(self.caddy), "run", "--adapter", "caddyfile",
+            command = self.caddy
+            if self.spec.host == "wheel":
+                command = self.venvs["wheel"] / "bin" / "vivarium"
+                for module in (self.venvs["wheel"] / "lib").glob("python*/site-packages/vivarium/_caddy*.so"):
+                    evict_from_page_cache(module)
+            else:
+                evict_from_page_cache(self.caddy)
+            self._spawn([str(command), "run", "--adapter", "caddyfile",
                          "--config", str(self.caddyfile())], "caddy", ROOT)
         deadline = time.monotonic() + timeout
         pending = list(endpoints)
@@ -974,7 +1011,8 @@ def parse_args():
     ap.add_argument("--duration", type=int, default=DURATION, help="seconds measured per point")
     ap.add_argument("--warmup", type=int, default=WARMUP, help="seconds of warm-up per point")
     ap.add_argument("--quick", action="store_true", help="1 s points, 1, 16 and 64 connections: for development")
-    ap.add_argument("--only", action="append", help="run servers whose name contains this (repeatable)")
+    ap.add_argument("--only", action="append",
+                    help="run the server of this name, or those whose name contains it (repeatable)")
     ap.add_argument("--conns", help="comma-separated connection counts to keep")
     ap.add_argument("--target-rounds", type=int, default=TARGET_ROUNDS,
                     help="times the servers a target compares are measured, the main run included")
@@ -1006,8 +1044,12 @@ def main() -> int:
     started = time.monotonic()
 
     ensure_wrk()
-    servers = [s for s in SERVERS if not args.only or any(o in s.name for o in args.only)]
-    venv_names = {s.venv for s in servers if s.venv} | {"flask", "charts"}
+    names = {s.name for s in SERVERS}
+    # A whole name picks that server alone; a part of one, every server with it.
+    servers = [s for s in SERVERS if not args.only
+               or any(o == s.name or (o not in names and o in s.name) for o in args.only)]
+    venv_names = ({s.venv for s in servers if s.venv} | {"flask", "charts"}
+                  | ({"wheel"} if any(s.host == "wheel" for s in servers) else set()))
     venvs = ensure_venvs(sorted(venv_names), python)
     ENDPOINTS["cpu"] = Endpoint("/cpu", expect=cpu_expect())
     target_rounds = 1 if args.quick else max(1, args.target_rounds)
