@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"os"
 	"os/exec"
 )
@@ -16,14 +17,15 @@ var selfArgv []string
 func SetSelfArgv(argv []string) { selfArgv = append([]string(nil), argv...) }
 
 // selfCommand is this program run again with the caddy command line args, as
-// a child process: os.Executable() would be python in the wheel. The path is
-// /proc/self/exe, the running executable even when its file was replaced.
-func selfCommand(args ...string) *exec.Cmd {
+// a child process that ctx ends: os.Executable() would be python in the
+// wheel. The path is /proc/self/exe, the running executable even when its
+// file was replaced.
+func selfCommand(ctx context.Context, args ...string) *exec.Cmd {
 	argv := append([]string{os.Args[0]}, args...)
 	if len(selfArgv) > 0 {
 		argv = append(append([]string(nil), selfArgv...), args...)
 	}
-	cmd := exec.Command("/proc/self/exe")
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
 	cmd.Args = argv
 	return cmd
 }

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"os"
 	"slices"
 	"strings"
@@ -18,7 +19,7 @@ func TestSelfHelper(t *testing.T) {
 }
 
 func TestSelfCommandRunsThisProgram(t *testing.T) {
-	cmd := selfCommand("-test.run=^TestSelfHelper$", "python-probe")
+	cmd := selfCommand(context.Background(), "-test.run=^TestSelfHelper$", "python-probe")
 	cmd.Env = append(os.Environ(), "VIVARIUM_SELF_HELPER=1")
 	out, err := cmd.Output()
 	if err != nil {
@@ -32,7 +33,7 @@ func TestSelfCommandRunsThisProgram(t *testing.T) {
 func TestSelfCommandInTheWheelIsThePythonCommandLine(t *testing.T) {
 	defer SetSelfArgv(nil)
 	SetSelfArgv([]string{"/venv/bin/python", "-I", "-S", "/venv/vivarium/_isolated.py", "/venv/bin/vivarium"})
-	cmd := selfCommand("python-probe")
+	cmd := selfCommand(context.Background(), "python-probe")
 	want := []string{"/venv/bin/python", "-I", "-S", "/venv/vivarium/_isolated.py", "/venv/bin/vivarium", "python-probe"}
 	if cmd.Path != "/proc/self/exe" || !slices.Equal(cmd.Args, want) {
 		t.Fatalf("got %s %v, want /proc/self/exe %v", cmd.Path, cmd.Args, want)
