@@ -14,7 +14,8 @@ import sys
 
 __version__ = "0.1.0"
 
-# Not typing's: the app interpreters' parent should import no more than it needs.
+# Not typing's: _isolated.py loads this module into the main interpreter, the
+# parent of every app interpreter, which should import no more than it needs.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
