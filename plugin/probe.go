@@ -112,10 +112,6 @@ const reportFD = 3
 // runProbe runs req in a child process and returns the report of each start
 // that finished; crash is set when the child died before the last one did.
 func runProbe(ctx context.Context, req probeRequest) (reports []json.RawMessage, crash *probeCrash, err error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot find this program to run a probe: %w", err)
-	}
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
@@ -127,7 +123,7 @@ func runProbe(ctx context.Context, req probeRequest) (reports []json.RawMessage,
 		return nil, nil, err
 	}
 	defer r.Close()
-	cmd := exec.CommandContext(ctx, self, "python-probe")
+	cmd := selfCommand(ctx, "python-probe")
 	cmd.Stdin = bytes.NewReader(in)
 	stderr := &tailBuffer{max: 64 << 10}
 	cmd.Stderr = stderr

@@ -32,9 +32,9 @@ func TestSelfCommandRunsThisProgram(t *testing.T) {
 
 func TestSelfCommandInTheWheelIsThePythonCommandLine(t *testing.T) {
 	defer SetSelfArgv(nil)
-	SetSelfArgv([]string{"/venv/bin/python", "-I", "-S", "/venv/vivarium/_isolated.py", "/venv/bin/vivarium"})
+	SetSelfArgv([]string{"/venv/bin/python", "-I", "-S", "-X", "utf8", "/venv/vivarium/_isolated.py", "/venv/bin/vivarium"})
 	cmd := selfCommand(context.Background(), "python-probe")
-	want := []string{"/venv/bin/python", "-I", "-S", "/venv/vivarium/_isolated.py", "/venv/bin/vivarium", "python-probe"}
+	want := []string{"/venv/bin/python", "-I", "-S", "-X", "utf8", "/venv/vivarium/_isolated.py", "/venv/bin/vivarium", "python-probe"}
 	if cmd.Path != "/proc/self/exe" || !slices.Equal(cmd.Args, want) {
 		t.Fatalf("got %s %v, want /proc/self/exe %v", cmd.Path, cmd.Args, want)
 	}

@@ -32,8 +32,8 @@ func vvCaddyMain(argc C.int, argv **C.char) {
 		args[i] = C.GoString(arg)
 	}
 	// Go took the process's own argv when python loaded us; when it ends with
-	// ours (vivarium's `python -I -S .../_isolated.py PROGRAM ARGS...`), its
-	// start is how children of this program run it again.
+	// ours (vivarium's `python -I -S -X utf8 .../_isolated.py PROGRAM ARGS...`),
+	// its start is how children of this program run it again.
 	if n := len(os.Args) - len(args); n >= 0 && slices.Equal(os.Args[n:], args) {
 		plugin.SetSelfArgv(os.Args[:n+1])
 	}

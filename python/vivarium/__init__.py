@@ -37,11 +37,12 @@ def _program() -> str:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Runs the caddy command line `argv` (default: this process's arguments).
 
-    The process becomes `python -I -S` first (vivarium/_isolated.py), as bin/caddy
-    starts its Python: isolated from PYTHON* variables and without site, so that
-    no app interpreter sees this environment's site-packages or runs its .pth
-    files, and an app's sys.path is its working_dir, the standard library and
-    its own venv. The pid stays the same."""
+    The process becomes `python -I -S -X utf8` first (vivarium/_isolated.py), as
+    bin/caddy starts its Python: isolated from PYTHON* variables and without
+    site, so that no app interpreter sees this environment's site-packages or
+    runs its .pth files, and an app's sys.path is its working_dir, the standard
+    library and its own venv; in UTF-8 mode, so that file names and open() use
+    UTF-8 whatever the locale. The pid stays the same."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in _PIP_MANAGES:
         sys.exit(
@@ -54,4 +55,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit("vivarium: this Python does not know its executable (sys.executable is empty)")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-I", "-S", stage, _program(), *args])
+    os.execv(sys.executable, [sys.executable, "-I", "-S", "-X", "utf8", stage, _program(), *args])
