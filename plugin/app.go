@@ -137,7 +137,7 @@ func newGuardedInterpreter(cfg appConfig, appID uint64, nworkers int, logger *za
 		opts[k] = v
 	}
 	options, _ := json.Marshal(opts)
-	strs := cStrings(cfg.kind, cfg.module, cfg.workingDir, cfg.venv, string(options), cfg.module)
+	strs := cStrings(cfg.kind, cfg.module, cfg.workingDir, cfg.venv, string(options), cfg.displayName())
 	cnames, ccodes := cStrings(names...), cStrings(codes...)
 	// The arrays of pointers live in C memory: cgo forbids passing Go memory
 	// that holds pointers.

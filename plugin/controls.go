@@ -109,6 +109,7 @@ func (p *Python) provisionControls() error {
 
 // controls is what an app instance keeps of them.
 type controls struct {
+	name         string // the app's name, for the death notice
 	env          map[string]string
 	timeout      time.Duration
 	writeTimeout time.Duration
@@ -119,6 +120,7 @@ type controls struct {
 
 func (p *Python) controls() controls {
 	return controls{
+		name:         p.Name,
 		env:          p.env,
 		timeout:      time.Duration(p.Timeout),
 		writeTimeout: time.Duration(p.WriteTimeout),
@@ -126,6 +128,14 @@ func (p *Python) controls() controls {
 		maxRequests:  p.MaxRequests,
 		maxMemory:    p.MaxMemory,
 	}
+}
+
+// displayName is how the death notice names the app.
+func (cfg appConfig) displayName() string {
+	if cfg.controls.name != "" {
+		return cfg.controls.name
+	}
+	return cfg.module
 }
 
 // adapterOptions is what the Python adapters are told of the app.

@@ -30,8 +30,8 @@ def crash(caddy_launcher, kind, path, isolation="interpreter"):
     """Crashes the app at /c/ with GET path while the other app sleeps in a request;
     returns the server, once its process is gone."""
     server = caddy_launcher.start("\n".join([
-        block("/c/*", kind, isolation=isolation),
-        block("/o/*", "wsgi"),
+        block("/c/*", kind, isolation=isolation, name="crasher"),
+        block("/o/*", "wsgi", name="bystander"),
     ]))
     with ThreadPoolExecutor(2) as pool:
         pool.submit(lambda: httpx.get(server.base_url + "/o/sleep?s=20", timeout=BOUND))
@@ -50,7 +50,7 @@ def test_a_segfault_kills_the_process_with_a_notice_naming_what_ran(caddy_launch
 
     assert server.proc.returncode == -signal.SIGSEGV, server.proc.returncode
     notice = fatal_line(server)
-    app = "controls_app:" + ("app" if kind == "wsgi" else "asgi")
+    app = "crasher"
     assert notice["signal"] == "SIGSEGV" and notice["app"] == app, notice
     assert notice["logger"] == "http.handlers.python" and isinstance(notice["ts"], float), notice
     assert "GET /c/segv" in notice["msg"] or kind == "asgi", notice["msg"]
@@ -59,7 +59,8 @@ def test_a_segfault_kills_the_process_with_a_notice_naming_what_ran(caddy_launch
     assert len(crashed) == 1 and crashed[0]["app"] == app, notice["running"]
     assert any("GET /c/segv" in request for request in crashed[0].get("requests", [])), crashed
     others = [r for r in notice["running"] if "GET /o/sleep?s=20" in r.get("requests", [])]
-    assert others and others[0]["interpreter"] != crashed[0]["interpreter"], notice["running"]
+    assert others and others[0]["app"] == "bystander", notice["running"]
+    assert others[0]["interpreter"] != crashed[0]["interpreter"], notice["running"]
 
 
 @pytest.mark.parametrize("isolation", ["shared", "main"])

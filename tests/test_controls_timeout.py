@@ -21,7 +21,7 @@ BOUND = 30  # seconds any one exchange may take here (a hang guard, not a timing
 
 def config(kind, **options):
     options.setdefault("timeout", TIMEOUT)
-    return "\n".join([block("/a/*", kind, **options), block("/other/*", "wsgi")])
+    return "\n".join([block("/a/*", kind, name="controlled", **options), block("/other/*", "wsgi")])
 
 
 def get(server, path, **params):
@@ -51,7 +51,8 @@ def test_code_that_spins_gets_504_and_is_interrupted_where_it_was(start_caddy, k
     entry = wait_until(lambda: [e for e in log_entries(server, "request GET /a/spin") if "traceback" in e])
     assert entry, tail(server.log_text())
     entry = entry[0]
-    assert entry["level"] == "error" and entry["app"] == "controls_app:" + ("app" if kind == "wsgi" else "asgi")
+    assert entry["level"] == "error" and entry["app"] == "controlled", entry
+    assert entry["module"] == "controls_app:" + ("app" if kind == "wsgi" else "asgi"), entry
     assert "RequestTimeout is raised" in entry["msg"], entry
     assert "in spin_forever" in entry["traceback"], entry["traceback"]
     # the interrupted code let go of its thread (WSGI) or event loop (ASGI)
