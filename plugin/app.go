@@ -82,6 +82,7 @@ var (
 )
 
 func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
+	cfg.controls = cfg.controls.withDefaults()
 	a := &app{
 		id:      appSeq.Add(1),
 		cfg:     cfg,

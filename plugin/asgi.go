@@ -409,8 +409,8 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			close(reader.wants)
 		}
 	}()
-	timeout := time.NewTimer(a.cfg.controls.timeout)
-	defer timeout.Stop()
+	timeout := getTimer(a.cfg.controls.timeout)
+	defer putTimer(timeout)
 	for {
 		select {
 		case <-q.signal:

@@ -130,6 +130,21 @@ func (p *Python) controls() controls {
 	}
 }
 
+// withDefaults fills in what a config built in code (tests, benchmarks) left
+// out; Provision has filled them in already for a Caddy config.
+func (c controls) withDefaults() controls {
+	if c.timeout <= 0 {
+		c.timeout = defaultTimeout
+	}
+	if c.writeTimeout <= 0 {
+		c.writeTimeout = defaultWriteTimeout
+	}
+	if c.startTimeout <= 0 {
+		c.startTimeout = defaultStartTimeout
+	}
+	return c
+}
+
 // displayName is how the death notice names the app.
 func (cfg appConfig) displayName() string {
 	if cfg.controls.name != "" {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -34,6 +35,25 @@ var errTimedOut = errors.New("the request ran past its timeout")
 // monotime is now on the clock the timeouts use: ns since epoch.
 func monotime() int64 { return int64(time.Since(epoch)) }
 
+// Timers are reused: one per request would be two allocations on the
+// request path. Since Go 1.23 a stopped timer's channel holds nothing stale.
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+func getTimer(d time.Duration) *time.Timer {
+	t := timerPool.Get().(*time.Timer)
+	t.Reset(d)
+	return t
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timerPool.Put(t)
+}
+
 // started records, on the worker's thread, that w now runs the request.
 func (req *request) started(w *worker) {
 	req.mu.Lock()
@@ -48,8 +68,8 @@ func (req *request) started(w *worker) {
 func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err error) {
 	ctl := p.app.Load().cfg.controls
 	ctxDone := r.Context().Done()
-	timer := time.NewTimer(min(ctl.timeout, ctl.writeTimeout/2))
-	defer timer.Stop()
+	timer := getTimer(min(ctl.timeout, ctl.writeTimeout/2))
+	defer putTimer(timer)
 	for {
 		select {
 		case <-req.done:
