@@ -21,10 +21,6 @@ import (
 	"github.com/vivarium-dev/vivarium/pyadapters"
 )
 
-// drainTimeout bounds how long an app being replaced or stopped may take to
-// finish the requests it already has.
-const drainTimeout = 30 * time.Second
-
 // appConfig is what one app instance is started from.
 type appConfig struct {
 	metrics      *appMetrics // shared by the instances of one app name
@@ -38,6 +34,7 @@ type appConfig struct {
 	threads      int
 	maxQueue     int
 	options      map[string]any // more adapter options (python-check's)
+	controls     controls
 }
 
 // app is one running instance of a `python` block: its interpreters, their
@@ -48,21 +45,35 @@ type app struct {
 	cfg     appConfig
 	logger  *zap.Logger
 	pool    *pool
-	interps []*interpreter
+	interps []*interpreter // guarded by mu: recycling replaces them
 	metrics *appMetrics
 	started time.Time
 	state   atomic.Int32 // appStarting ... appEnded
-	mu      sync.Mutex   // held to read a live interpreter's C half (snapshot.go)
+	// Held to read a live interpreter's C half (snapshot.go), and to change
+	// interps.
+	mu sync.RWMutex
+
+	// Recycling (recycle.go): one replacement at a time.
+	recycleMu  sync.Mutex
+	recycleOff atomic.Bool // a replacement failed to start
+	memoryOff  atomic.Bool // a fresh interpreter is over max_memory already
 }
 
 // interpreter is one of an app's interpreters and its worker threads.
 type interpreter struct {
 	c            *C.vv_interp
-	id           int64 // Python's interpreter id
-	ownAllocator bool  // isolation interpreter: its memory can be told apart
-	ended        bool  // guarded by app.mu; c is freed once set
+	guard        *interpGuard // keeps c alive while a timeout reaches into it
+	id           int64        // Python's interpreter id
+	ownAllocator bool         // isolation interpreter: its memory can be told apart
+	ended        bool         // guarded by app.mu; c is freed once set
 	workers      []*worker
 	loop         *loop // ASGI only
+
+	recycling
+	owner     *app
+	poolIndex int
+	endOnce   sync.Once
+	gone      chan struct{} // closed once it is ended (stop.go)
 }
 
 var (
@@ -71,6 +82,7 @@ var (
 )
 
 func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
+	cfg.controls = cfg.controls.withDefaults()
 	a := &app{
 		id:      appSeq.Add(1),
 		cfg:     cfg,
@@ -81,7 +93,7 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 	}
 	apps.Store(a.id, a)
 	for i := 0; i < cfg.interpreters; i++ {
-		if err := a.startInterpreter(i); err != nil {
+		if _, err := a.startInterpreter(i); err != nil {
 			a.stop()
 			return nil, err
 		}
@@ -106,39 +118,49 @@ func freeCStrings(cs []*C.char) {
 	}
 }
 
-// newInterpreter creates and boots one interpreter for cfg on the control
-// thread, with nworkers worker slots not yet started.
+// newInterpreter creates one interpreter for cfg on the control thread, with
+// nworkers worker slots not yet started, and imports the app into it on a
+// thread of its own, within the app's start_timeout (startup.go).
 func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, error) {
+	in, _, err := newGuardedInterpreter(cfg, appID, nworkers, nil)
+	return in, err
+}
+
+func newGuardedInterpreter(cfg appConfig, appID uint64, nworkers int, logger *zap.Logger) (*C.vv_interp, *interpGuard, error) {
 	sources := pyadapters.Sources(cfg.kind)
 	names := make([]string, len(sources))
 	codes := make([]string, len(sources))
 	for i, s := range sources {
 		names[i], codes[i] = s.Name, s.Code
 	}
-	opts := map[string]any{"lifespan": cfg.lifespan, "threads": cfg.threads}
+	opts := cfg.adapterOptions()
 	for k, v := range cfg.options {
 		opts[k] = v
 	}
 	options, _ := json.Marshal(opts)
-	strs := cStrings(cfg.kind, cfg.module, cfg.workingDir, cfg.venv, string(options))
-	defer freeCStrings(strs)
+	strs := cStrings(cfg.kind, cfg.module, cfg.workingDir, cfg.venv, string(options), cfg.displayName())
 	cnames, ccodes := cStrings(names...), cStrings(codes...)
-	defer freeCStrings(cnames)
-	defer freeCStrings(ccodes)
 	// The arrays of pointers live in C memory: cgo forbids passing Go memory
 	// that holds pointers.
 	ptrSize := C.size_t(unsafe.Sizeof((*C.char)(nil)))
 	nameArr := (**C.char)(C.malloc(ptrSize * C.size_t(len(sources))))
 	codeArr := (**C.char)(C.malloc(ptrSize * C.size_t(len(sources))))
-	defer C.free(unsafe.Pointer(nameArr))
-	defer C.free(unsafe.Pointer(codeArr))
 	copy(unsafe.Slice(nameArr, len(sources)), cnames)
 	copy(unsafe.Slice(codeArr, len(sources)), ccodes)
 	refused := (*C.int)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int(0)))))
-	defer C.free(unsafe.Pointer(refused))
+	// Freed once the import is over, which may be after a start_timeout.
+	free := func() {
+		freeCStrings(strs)
+		freeCStrings(cnames)
+		freeCStrings(ccodes)
+		C.free(unsafe.Pointer(nameArr))
+		C.free(unsafe.Pointer(codeArr))
+		C.free(unsafe.Pointer(refused))
+	}
 
-	ccfg := C.vv_app_config{
+	ccfg := &C.vv_app_config{
 		app_id:       C.uint64_t(appID),
+		name:         strs[5],
 		kind:         strs[0],
 		module:       strs[1],
 		working_dir:  strs[2],
@@ -158,15 +180,24 @@ func newInterpreter(cfg appConfig, appID uint64, nworkers int) (*C.vv_interp, er
 			initErr = control.initErr
 			return
 		}
-		in = C.vv_interp_new(&ccfg, C.int(nworkers), &cerr)
+		in = C.vv_interp_new(ccfg, C.int(nworkers), &cerr)
 	})
 	if initErr != nil {
-		return nil, initErr
+		free()
+		return nil, nil, initErr
 	}
 	if in == nil {
-		return nil, &startError{msg: takeCString(cerr), refused: *refused != 0}
+		free()
+		return nil, nil, errors.New(takeCString(cerr))
 	}
-	return in, nil
+	g := &interpGuard{}
+	failed := func(cerr *C.char) error {
+		return &startError{msg: takeCString(cerr), refused: *refused != 0}
+	}
+	if err := bootInterpreter(in, g, ccfg, failed, free, cfg.controls.startTimeout, logger); err != nil {
+		return nil, nil, err
+	}
+	return in, g, nil
 }
 
 // startError is an interpreter that did not start; refused when an extension
@@ -178,7 +209,7 @@ type startError struct {
 
 func (e *startError) Error() string { return e.msg }
 
-func (a *app) startInterpreter(index int) error {
+func (a *app) startInterpreter(index int) (*interpreter, error) {
 	// An ASGI interpreter has one thread, running its event loop; `threads`
 	// sizes that loop's executor instead.
 	nthreads := a.cfg.threads
@@ -186,19 +217,24 @@ func (a *app) startInterpreter(index int) error {
 		nthreads = 1
 	}
 	started := time.Now()
-	in, err := newInterpreter(a.cfg, a.id, nthreads)
+	in, guard, err := newGuardedInterpreter(a.cfg, a.id, nthreads, a.logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var cerr *C.char
-	interp := &interpreter{c: in, id: int64(in.interp_id), ownAllocator: a.cfg.isolation == isolationCodes[isolationInterpreter]}
+	interp := &interpreter{c: in, guard: guard, id: int64(in.interp_id), owner: a, poolIndex: index,
+		ownAllocator: a.cfg.isolation == isolationCodes[isolationInterpreter]}
+	interp.limit = requestLimit(a.cfg.controls.maxRequests)
+	a.mu.Lock()
 	a.interps = append(a.interps, interp)
+	a.mu.Unlock()
 	if a.cfg.kind == "asgi" {
 		l, err := newLoop()
 		if err != nil {
-			return fmt.Errorf("cannot create an eventfd: %w", err)
+			return interp, fmt.Errorf("cannot create an eventfd: %w", err)
 		}
 		interp.loop = l
+		l.host = interp
 	}
 
 	ids := (*C.int)(C.malloc(C.size_t(unsafe.Sizeof(C.int(0))) * C.size_t(nthreads)))
@@ -208,9 +244,9 @@ func (a *app) startInterpreter(index int) error {
 	for i := range idSlice {
 		id, ok := allocWorkerID()
 		if !ok {
-			return fmt.Errorf("more than %d worker threads in one process", maxWorkers)
+			return interp, fmt.Errorf("more than %d worker threads in one process", maxWorkers)
 		}
-		w := &worker{id: id, c: &cworkers[i], loop: interp.loop}
+		w := &worker{id: id, c: &cworkers[i], loop: interp.loop, host: interp}
 		a.pool.addWorker(index, w)
 		if interp.loop != nil {
 			cworkers[i].efd = C.int(interp.loop.efd)
@@ -220,76 +256,21 @@ func (a *app) startInterpreter(index int) error {
 		idSlice[i] = C.int(id)
 	}
 	if C.vv_interp_start(in, ids, &cerr) != 0 {
-		return errors.New(takeCString(cerr))
+		return interp, errors.New(takeCString(cerr))
 	}
 	if interp.loop != nil {
 		// Lifespan startup runs on the loop before any traffic.
-		if msg := <-interp.loop.ready; msg != "" {
-			return errors.New(msg)
+		if err := a.awaitReady(interp, started); err != nil {
+			return interp, err
 		}
+		interp.loop.serving.Store(true)
 	}
 	a.logger.Info("interpreter started",
 		zap.Int("interpreter", index),
 		zap.Int64("interpreter_id", interp.id),
 		zap.Int("threads", a.cfg.threads),
 		zap.Duration("took", time.Since(started)))
-	return nil
-}
-
-// stop lets the workers finish what they have, then ends the interpreters.
-func (a *app) stop() {
-	for {
-		s := a.state.Load()
-		if s >= appDraining {
-			return // stopped already
-		}
-		if a.state.CompareAndSwap(s, appDraining) {
-			break
-		}
-	}
-	a.pool.close()
-	for _, in := range a.interps {
-		if in.loop != nil {
-			// Lifespan shutdown runs, open WebSockets are told the server goes away.
-			in.loop.post(evShutdown, 0)
-			close(in.loop.closing)
-		}
-	}
-	var wg sync.WaitGroup
-	for _, in := range a.interps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			C.vv_interp_join(in.c)
-			a.mu.Lock()
-			in.ended = true
-			a.mu.Unlock()
-			onControlThread(func() { C.vv_interp_end(in.c) })
-			for _, w := range in.workers {
-				freeWorkerID(w.id)
-			}
-			if in.loop != nil {
-				close(in.loop.exited)
-				in.loop.close()
-			}
-		}()
-	}
-	ended := make(chan struct{})
-	go func() {
-		wg.Wait()
-		apps.Delete(a.id)
-		a.state.Store(appEnded)
-		a.metrics.removeInstance(a)
-		close(ended)
-	}()
-	select {
-	case <-ended:
-	case <-time.After(drainTimeout):
-		// Python running a request cannot be cut short safely; the
-		// interpreter ends on its own once its requests return.
-		a.logger.Error("app did not finish its requests in time; its interpreters end when they do",
-			zap.Duration("waited", drainTimeout))
-	}
+	return interp, nil
 }
 
 // logAppLine writes a line from an app's interpreter to the app's logger.

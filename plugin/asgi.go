@@ -318,9 +318,11 @@ var errTooBusy = errors.New("too many requests in flight")
 func (a *app) pickLoop() (*loop, error) {
 	var best *loop
 	var total int64
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	for _, in := range a.interps {
 		l := in.loop
-		if l == nil {
+		if l == nil || !l.serving.Load() {
 			continue
 		}
 		n := l.active.Load()
@@ -352,6 +354,9 @@ func (a *app) newASGIRequest(r *http.Request, websocket bool) (*asgiRequest, err
 }
 
 func (q *asgiRequest) release() {
+	if h := q.loop.host; h != nil {
+		h.served()
+	}
 	q.loop.active.Add(-1)
 	asgiRequests.Delete(q.token)
 }
@@ -404,6 +409,8 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			close(reader.wants)
 		}
 	}()
+	timeout := getTimer(a.cfg.controls.timeout)
+	defer putTimer(timeout)
 	for {
 		select {
 		case <-q.signal:
@@ -421,7 +428,10 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			return p.badBody(w, r, err)
 		case <-q.loop.exited:
 			panic(http.ErrAbortHandler)
+		case <-timeout.C:
+			return p.asgiTimedOut(q, r, headerSent)
 		}
+		timeout.Reset(a.cfg.controls.timeout)
 		for _, m := range q.takeOut() {
 			switch m.kind {
 			case postWantBody:

@@ -70,6 +70,9 @@ func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, body
 		w.cur = nil
 		gilWait = int64(cw.gil_wait_ns)
 		req.finish(cBytes(head, headLen), cBytes(body, bodyLen), int(flags), w.pool.queued.Load() == 0)
+		if w.host != nil {
+			w.host.served()
+		}
 	}
 	for {
 		req, what := w.pool.next(w, gilWait)
@@ -90,6 +93,7 @@ func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, body
 		w.seq++
 		cw.seq = C.uint32_t(w.seq)
 		w.cur = req
+		req.started(w)
 		return 1
 	}
 }
@@ -116,7 +120,7 @@ func vvSend(token C.uint64_t, head *C.char, headLen C.size_t, body *C.char, body
 	if req == nil {
 		return -1
 	}
-	if err := req.send(cBytes(head, headLen), cBytes(body, bodyLen), int(flags)); err != nil {
+	if err := req.sendPart(cBytes(head, headLen), cBytes(body, bodyLen), int(flags)); err != nil {
 		return -1
 	}
 	return 0

@@ -59,6 +59,13 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    script_name  <prefix>
 //	    websocket_compression on|off (ASGI only; default on)
 //	    name         <name>
+//	    env          <name> <value>  (repeatable)
+//	    env_file     <path>
+//	    timeout      <duration>
+//	    write_timeout <duration>
+//	    start_timeout <duration>
+//	    max_requests <n>
+//	    max_memory   <size>
 //	}
 func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -67,6 +74,12 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		sub := d.Val()
+		if handled, err := p.unmarshalControl(d, sub); handled {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		var arg string
 		if !d.AllArgs(&arg) {
 			return d.Errf("%s takes exactly one value", sub)
@@ -128,7 +141,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, %s)", sub, controlDirectives)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

@@ -26,6 +26,7 @@ const (
 	evWSBytes    = 7
 	evWSClose    = 8 // the client closed: code
 	evShutdown   = 9
+	evTimeout    = 10 // the request ran past its timeout: what to log
 )
 
 type loop struct {
@@ -35,6 +36,8 @@ type loop struct {
 	ready    chan string   // startup outcome: "" ok, else the error
 	closing  chan struct{} // closed when the app stops: WebSockets are told so
 	exited   chan struct{} // closed when the loop thread is gone: nothing will answer
+	host     *interpreter  // the interpreter whose thread runs it
+	serving  atomic.Bool   // takes new requests: started and not being replaced
 
 	mu       sync.Mutex
 	events   []byte // u32 count, then events

@@ -72,6 +72,29 @@ type Python struct {
 	// without one gets it from script_name, else the module.
 	Name string `json:"name,omitempty"`
 
+	// Env sets environment variables for this app alone: its os.environ and
+	// os.getenv see them, other apps and the process environment do not.
+	Env map[string]string `json:"env,omitempty"`
+	// EnvFile is a dotenv file of more such variables (Env wins), relative to
+	// WorkingDir.
+	EnvFile string `json:"env_file,omitempty"`
+	// Timeout is how long a request may wait for a thread, and then how long
+	// the app may take without sending or reading part of it, before the
+	// client gets 504 and the app's code is interrupted. Default 60s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// WriteTimeout is how long a WSGI response write may make no progress
+	// before the response is ended and its thread freed. Default 30s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+	// StartTimeout bounds the app's import and lifespan startup. Default 120s.
+	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
+	// MaxRequests replaces an interpreter once it has served about this many
+	// requests (up to 10% more, so that interpreters do not recycle together).
+	MaxRequests int `json:"max_requests,omitempty"`
+	// MaxMemory replaces an interpreter whose Python heap grows past this
+	// many bytes.
+	MaxMemory int64 `json:"max_memory,omitempty"`
+
+	env        map[string]string // Env over EnvFile's
 	app        *appSlot
 	logger     *zap.Logger
 	mainConfig context.Context // the config this app holds the main interpreter for
@@ -184,6 +207,9 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		return err
 	}
 	p.metrics = acquireMetrics(p.Name, p)
+	if err := p.provisionControls(); err != nil {
+		return err
+	}
 	if p.Isolation == isolationMain {
 		if err := claimMain(ctx, p.name()); err != nil {
 			return err
@@ -207,6 +233,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		interpreters: int(p.Interpreters),
 		threads:      p.Threads,
 		maxQueue:     p.MaxQueue,
+		controls:     p.controls(),
 	}
 	a, err := startApp(cfg, p.logger)
 	if err != nil {
@@ -365,18 +392,8 @@ func (p *Python) serveWSGI(w http.ResponseWriter, r *http.Request, out *outcome)
 		req.release()
 		return p.unavailable(w, err)
 	}
-	select {
-	case <-req.done:
-	case <-r.Context().Done():
-		if req.state.CompareAndSwap(stateQueued, stateCancelled) {
-			// Still queued: a worker will skip it. The request stays
-			// referenced by the queue, so it is not recycled.
-			if req.queuedAt != 0 {
-				p.metrics.waited(time.Since(epoch) - time.Duration(req.queuedAt))
-			}
-			return nil
-		}
-		<-req.done
+	if release, err := p.awaitWSGI(req, r); !release {
+		return err
 	}
 	failed, aborted, bodyErr := req.failed, req.aborted, req.bodyErr
 	out.status = req.status

@@ -47,6 +47,18 @@ type request struct {
 	body       io.Reader
 	bodyErr    error // why reading the request body failed
 	logger     *zap.Logger
+
+	// The timeouts (timeout.go). The worker writes holding mu; the handler
+	// takes mu to take the response back when the app ran past its timeout.
+	mu       sync.Mutex
+	over     bool         // the handler gave up on the worker, which must not touch w, and releases the request
+	finished bool         // the worker is done with the response
+	stalled  atomic.Bool  // a write made no progress for writeTimeout and was cut
+	progress atomic.Int64 // when the request was queued, started, sent or read part (ns since epoch)
+	writing  atomic.Int64 // when the write under way began (ns since epoch); 0: none
+	reading  atomic.Bool  // the worker waits for the request body
+	worker   *worker      // the worker running it, and its seq, for an interrupt
+	seq      uint32
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -55,12 +67,22 @@ func newRequest(w http.ResponseWriter, r *http.Request, logger *zap.Logger) *req
 	req := requestPool.Get().(*request)
 	req.w, req.r, req.body, req.logger = w, r, r.Body, logger
 	req.state.Store(stateQueued)
+	req.progress.Store(monotime())
 	return req
 }
 
 func (req *request) release() {
 	env := req.env[:0]
-	*req = request{done: req.done, env: env}
+	done := req.done
+	// Field by field: the atomics and the mutex must not be copied.
+	req.w, req.r, req.env, req.body, req.logger = nil, nil, env, nil, nil
+	req.headerSent, req.failed, req.aborted, req.written = false, false, false, 0
+	req.status, req.queuedAt, req.waited, req.bodyErr = 0, 0, 0, nil
+	req.over, req.finished, req.worker, req.seq = false, false, nil, 0
+	req.stalled.Store(false)
+	req.writing.Store(0)
+	req.reading.Store(false)
+	req.done = done
 	requestPool.Put(req)
 }
 
@@ -81,6 +103,18 @@ func (req *request) release() {
 // early would force chunked encoding on what net/http can still send with a
 // length, so that always waits for the handler.
 func (req *request) finish(head, body []byte, flags int, flush bool) {
+	req.mu.Lock()
+	if req.over {
+		// Its handler answered 504 and left the request to us.
+		req.mu.Unlock()
+		req.release()
+		return
+	}
+	defer func() {
+		req.finished = true
+		req.mu.Unlock()
+		req.done <- struct{}{}
+	}()
 	if flags&flagAbort != 0 {
 		if req.headerSent {
 			req.aborted = true
@@ -90,28 +124,55 @@ func (req *request) finish(head, body []byte, flags int, flush bool) {
 	} else if err := req.send(head, body, 0); err != nil {
 		if !req.headerSent {
 			req.failed = true
+		} else {
+			req.aborted = true
 		}
 	} else if flush && req.headerSent && req.r.ProtoMajor == 1 && req.written == declaredLength(req.w.Header()) {
+		req.writing.Store(monotime())
 		_ = http.NewResponseController(req.w).Flush()
+		req.writing.Store(0)
 	}
-	req.done <- struct{}{}
 }
 
+// send writes part of a streamed response, for the worker running it.
+func (req *request) sendPart(head, body []byte, flags int) error {
+	req.mu.Lock()
+	defer req.mu.Unlock()
+	if req.over {
+		return errTimedOut
+	}
+	err := req.send(head, body, flags)
+	req.progress.Store(monotime())
+	return err
+}
+
+// writeChunk bounds how much one write hands to the connection, so that a
+// client that reads, however slowly, shows progress to the write timeout:
+// with the default write_timeout, 64 KiB in 30 s.
+const writeChunk = 64 << 10
+
 // send writes the status and headers (when head is given) and a body chunk.
+// Caller holds mu.
 func (req *request) send(head, body []byte, flags int) error {
 	if head != nil {
 		if err := req.writeHead(head); err != nil {
 			return err
 		}
 	}
-	if len(body) > 0 {
-		n, err := req.w.Write(body)
+	for len(body) > 0 {
+		part := body[:min(len(body), writeChunk)]
+		req.writing.Store(monotime())
+		n, err := req.w.Write(part)
+		req.writing.Store(0)
 		req.written += int64(n)
 		if err != nil {
 			return err
 		}
+		body = body[n:]
 	}
 	if flags&flagFlush != 0 {
+		req.writing.Store(monotime())
+		defer req.writing.Store(0)
 		return http.NewResponseController(req.w).Flush()
 	}
 	return nil
@@ -172,6 +233,11 @@ func (req *request) read(p []byte) (int, error) {
 	if req.body == nil || len(p) == 0 {
 		return 0, nil
 	}
+	req.reading.Store(true)
+	defer func() {
+		req.reading.Store(false)
+		req.progress.Store(monotime())
+	}()
 	for {
 		n, err := req.body.Read(p)
 		if n > 0 {

@@ -4,3 +4,5 @@
 #include "../runtime/worker.c"
 #include "../runtime/bridge.c"
 #include "../runtime/mainhooks.c"
+#include "../runtime/interrupt.c"
+#include "../runtime/crash.c"

@@ -75,6 +75,7 @@ type worker struct {
 	interp *interpLoad
 	cur    *request // the request the thread is running
 	seq    uint32
+	host   *interpreter // the interpreter it runs in
 
 	// Guarded by pool.mu.
 	assigned *request // handed over while the thread slept
@@ -92,6 +93,7 @@ type interpLoad struct {
 	workers  []*worker
 	limit    int    // requests it may run at once, 1..len(workers)
 	requests uint64 // handed to its threads so far
+	retired  bool   // being replaced (recycle.go): takes no more requests
 
 	// For lowering the limit: GIL waits of the requests finished in the window.
 	gilWait     int64 // ns
@@ -163,7 +165,7 @@ func (p *pool) submit(req *request) error {
 	}
 	var best *interpLoad
 	for _, in := range p.interps {
-		if len(in.idle) > 0 && in.busy < in.limit && (best == nil || in.busy < best.busy) {
+		if !in.retired && len(in.idle) > 0 && in.busy < in.limit && (best == nil || in.busy < best.busy) {
 			best = in
 		}
 	}
@@ -192,7 +194,7 @@ func (p *pool) submit(req *request) error {
 // threads, so that a tick could let it run more. Caller holds pool.mu.
 func (p *pool) limited() bool {
 	for _, in := range p.interps {
-		if in.limit < len(in.workers) {
+		if !in.retired && in.limit < len(in.workers) {
 			return true
 		}
 	}
@@ -251,7 +253,7 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 		w.busy = false
 		in.finished(gilWait, p.clock())
 	}
-	for len(p.queue) > 0 && in.busy < in.limit {
+	for len(p.queue) > 0 && in.busy < in.limit && !in.retired {
 		if req := p.pop(); req.state.CompareAndSwap(stateQueued, stateRunning) {
 			in.busy++
 			in.requests++
@@ -260,7 +262,7 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 			return req, nextRun
 		}
 	}
-	if (p.closed || w.exit) && len(p.queue) == 0 {
+	if in.retired || (p.closed || w.exit) && len(p.queue) == 0 {
 		w.exited = true
 		return nil, nextExit
 	}
@@ -294,7 +296,7 @@ func (p *pool) tick() {
 	var sample [][]*worker
 	if len(p.queue) > 0 {
 		for _, in := range p.interps {
-			if in.busy >= in.limit && in.limit < len(in.workers) {
+			if !in.retired && in.busy >= in.limit && in.limit < len(in.workers) {
 				held = append(held, in)
 				var ws []*worker
 				for _, w := range in.workers {
@@ -358,6 +360,32 @@ func (p *pool) close() {
 		idle = append(idle, in.idle...)
 		in.idle = nil
 	}
+	for _, w := range idle {
+		w.exit = true
+	}
+	p.mu.Unlock()
+	for _, w := range idle {
+		p.wake(w)
+	}
+}
+
+// addInterp adds a pool slot for a new interpreter (recycle.go) and returns
+// its index for addWorker.
+func (p *pool) addInterp() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.interps = append(p.interps, &interpLoad{limit: 1})
+	return len(p.interps) - 1
+}
+
+// retire stops handing requests to interpreter i: its idle workers exit, its
+// busy ones once their request is done. Requests that wait go to the others.
+func (p *pool) retire(i int) {
+	p.mu.Lock()
+	in := p.interps[i]
+	in.retired = true
+	idle := in.idle
+	in.idle = nil
 	for _, w := range idle {
 		w.exit = true
 	}

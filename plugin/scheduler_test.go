@@ -292,3 +292,56 @@ func TestCloseRunsQueuedRequestsOnEveryThread(t *testing.T) {
 		}
 	}
 }
+
+func TestARetiredInterpreterFinishesItsRequestAndTakesNoMore(t *testing.T) {
+	p, ws, woken := newTestPool(1, 2, 10)
+	old := ws[0]
+	running := queued()
+	if err := p.submit(running); err != nil {
+		t.Fatal(err)
+	}
+	busy := (*woken)[0]
+	if req, what := p.next(busy, 0); what != nextRun || req != running {
+		t.Fatalf("the woken worker should run the request, got %v", what)
+	}
+
+	// A replacement comes in, then the old interpreter is retired.
+	fresh := p.addInterp()
+	nw := &worker{}
+	p.addWorker(fresh, nw)
+	if _, what := p.next(nw, 0); what != nextIdle {
+		t.Fatal("the new interpreter's worker should go idle")
+	}
+	*woken = nil
+	p.retire(0)
+	idle := old[0]
+	if idle == busy {
+		idle = old[1]
+	}
+	if len(*woken) != 1 || (*woken)[0] != idle {
+		t.Fatalf("retiring should wake the old interpreter's idle worker, woke %v", *woken)
+	}
+	if _, what := p.next(idle, 0); what != nextExit {
+		t.Fatalf("the old idle worker should exit, got %v", what)
+	}
+
+	// New requests go to the replacement, even while the old one is busy.
+	*woken = nil
+	next := queued()
+	if err := p.submit(next); err != nil {
+		t.Fatal(err)
+	}
+	if len(*woken) != 1 || (*woken)[0] != nw {
+		t.Fatalf("a new request should go to the replacement, woke %v", *woken)
+	}
+	// The busy old worker ends its request and exits, taking nothing queued.
+	if err := p.submit(queued()); err != nil {
+		t.Fatal(err)
+	}
+	if _, what := p.next(busy, 0); what != nextExit {
+		t.Fatalf("the old busy worker should exit after its request, got %v", what)
+	}
+	if p.queued.Load() != 1 {
+		t.Fatalf("the queued request should wait for the replacement, queue %d", p.queued.Load())
+	}
+}

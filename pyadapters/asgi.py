@@ -16,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import _vivarium
+from vivarium_boot import REQUEST_CODES
 
 DEFAULT_ATTR = "app"
 
 # Events from Go (plugin/loop.go).
 EV_HTTP, EV_WEBSOCKET, EV_BODY, EV_DISCONNECT, EV_RESUME = 1, 2, 3, 4, 5
 EV_WS_TEXT, EV_WS_BYTES, EV_WS_CLOSE, EV_SHUTDOWN = 6, 7, 8, 9
+EV_TIMEOUT = 10
 # Messages to Go (plugin/asgi.go).
 POST_HTTP, POST_WANT_BODY, POST_DONE = 1, 2, 3
 POST_WS_ACCEPT, POST_WS_TEXT, POST_WS_BYTES, POST_WS_CLOSE = 4, 5, 6, 7
@@ -30,6 +32,8 @@ MORE = 1
 ABORT = _vivarium.ABORT
 
 _post = _vivarium.post
+RequestTimeout = _vivarium.RequestTimeout
+StartTimeout = _vivarium.StartTimeout
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -38,8 +42,13 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
-# How long requests in flight may take to finish when the app is stopped;
-# below the Go side's bound on the whole stop (plugin/app.go drainTimeout).
+# The innermost frames of a logged traceback: one of a runaway recursion
+# would otherwise hold millions.
+TRACEBACK_LIMIT = 100
+
+# How long requests in flight may take to finish when the app is stopped, by
+# default; Go passes its own ("drain"), below its bound on the whole stop
+# (plugin/stop.go).
 DRAIN_SECONDS = 25.0
 
 
@@ -48,7 +57,7 @@ class ClientDisconnected(OSError):
 
 
 def _log_exception(what: str) -> None:
-    _vivarium.log(_vivarium.ERROR, f"{what}\n{traceback.format_exc()}")
+    _vivarium.log(_vivarium.ERROR, f"{what}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}")
 
 
 def _head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -103,6 +112,7 @@ class Cycle:
         self.token = token
         self.gone = False
         self._resume: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     async def _post(self, kind: int, a: bytes | None, b: bytes | memoryview, flags: int) -> None:
         if self.gone:
@@ -122,14 +132,28 @@ class Cycle:
     def event(self, kind: int, fields: tuple[bytes, ...]) -> None:
         raise NotImplementedError
 
+    def time_out(self, what: str) -> None:
+        """The request ran past its timeout while its task waited (the loop was
+        free to hear of it): log where it waited, then cancel it."""
+        task = self.task
+        if task is None or task.done():
+            return
+        graph = asyncio.format_call_graph(task).rstrip("\n")
+        _vivarium.log(_vivarium.ERROR, f"{what}; its task is cancelled where it waited:\n{graph}")
+        self.gone = True
+        task.cancel()
+
     async def run(self, app: ASGIApp, scope: dict[str, Any]) -> None:
+        # Named so: where() (vivarium_boot) finds this request's frame by it.
+        token = self.token
         flags = 0
         try:
             await app(scope, self.receive, self.send)
             flags = self.finished_flags()
         except asyncio.CancelledError:
             flags = ABORT
-        except ClientDisconnected:
+        except (ClientDisconnected, RequestTimeout):
+            # RequestTimeout: the server answered 504 and logged where it was.
             flags = ABORT
         except BaseException:
             # Once the client is gone, frameworks turn our ClientDisconnected
@@ -139,9 +163,10 @@ class Cycle:
                 _log_exception(f"exception in app for {scope.get('method', 'websocket')} {scope['path']}")
             flags = ABORT
         finally:
-            self.server.cycles.pop(self.token, None)
+            self.server.cycles.pop(token, None)
+            _vivarium.end(token)
             if flags or not self.done_with_final_send():
-                _post(self.token, POST_DONE, None, b"", flags)
+                _post(token, POST_DONE, None, b"", flags)
 
     def done_with_final_send(self) -> bool:
         """Whether Go already finished this request with the final send, so
@@ -156,6 +181,9 @@ class Cycle:
 
     async def send(self, message: Message) -> None:
         raise NotImplementedError
+
+
+REQUEST_CODES.add(Cycle.run.__code__)
 
 
 class HTTPCycle(Cycle):
@@ -291,7 +319,7 @@ class Lifespan:
         try:
             await self.app(scope, self.inbox.get, self._send)
         except BaseException:
-            self._settle(f"lifespan raised an exception:\n{traceback.format_exc()}")
+            self._settle(f"lifespan raised an exception:\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}")
         else:
             self._settle("the app returned from its lifespan scope without completing it")
 
@@ -325,8 +353,9 @@ class Lifespan:
 
 
 class Server:
-    def __init__(self, app: ASGIApp, worker: int, efd: int, lifespan: bool, threads: int) -> None:
+    def __init__(self, app: ASGIApp, worker: int, efd: int, lifespan: bool, threads: int, drain: float) -> None:
         self.app = app
+        self.drain = drain
         self.worker = worker
         self.efd = efd
         self.use_lifespan = lifespan
@@ -337,27 +366,58 @@ class Server:
         self.lifespan: Lifespan | None = None
         self.state: dict[str, Any] | None = None
         self.stopping = False
+        self.starting: asyncio.Task[str | None] | None = None
 
     def run(self) -> None:
         loop = self.loop
         asyncio.set_event_loop(loop)
         loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="asgi-executor"))
         try:
-            if self.use_lifespan:
-                self.lifespan = Lifespan(self.app, loop)
-                failed = loop.run_until_complete(self.lifespan.startup())
-                if failed:
-                    _vivarium.ready(self.worker, failed)
-                    return
-                self.state = self.lifespan.state
+            # Watched from the start: past start_timeout, Go's shutdown event
+            # reaches a lifespan startup that waits.
             loop.add_reader(self.efd, self._wake)
-            _vivarium.ready(self.worker, None)
-            loop.run_forever()  # until _stop() has drained the app
-            loop.remove_reader(self.efd)
+            try:
+                if self.use_lifespan:
+                    failed = self._start_lifespan()
+                    if failed:
+                        _vivarium.ready(self.worker, failed)
+                        return
+                _vivarium.ready(self.worker, None)
+                self._serve()  # until _stop() has drained the app
+            finally:
+                loop.remove_reader(self.efd)
         finally:
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
             asyncio.set_event_loop(None)
+
+    def _start_lifespan(self) -> str | None:
+        self.lifespan = Lifespan(self.app, self.loop)
+        self.starting = self.loop.create_task(self.lifespan.startup())
+        try:
+            failed = self.loop.run_until_complete(self.starting)
+        except asyncio.CancelledError:
+            return "lifespan startup did not complete within start_timeout: it was cancelled where it waited"
+        except StartTimeout:
+            return "lifespan startup did not complete within start_timeout: it was interrupted"
+        finally:
+            self.starting = None
+        if not failed:
+            self.state = self.lifespan.state
+        return failed
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self.loop.run_forever()
+                return
+            except RequestTimeout:
+                # Meant for a request that blocked the loop, it fired once that
+                # request's step was over, in the loop itself: the loop goes on.
+                _vivarium.log(
+                    _vivarium.ERROR,
+                    "a request's timeout interrupted the event loop after that request had let go of it",
+                )
 
     async def _stop(self) -> None:
         try:
@@ -370,7 +430,7 @@ class Server:
         # replaced, and tells open WebSockets the server is going away); what
         # outlasts the grace period is cancelled.
         if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=DRAIN_SECONDS)
+            await asyncio.wait(set(self.tasks), timeout=self.drain)
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
@@ -393,6 +453,14 @@ class Server:
                 self._start(cycle, _scope("http", fields, self.state))
             elif kind == EV_WEBSOCKET:
                 self._start(WebSocketCycle(self, token), _scope("websocket", fields, self.state))
+            elif kind == EV_SHUTDOWN and self.starting is not None:
+                self.starting.cancel()
+                if self.lifespan is not None and self.lifespan.task is not None:
+                    self.lifespan.task.cancel()
+            elif kind == EV_TIMEOUT:
+                cycle = self.cycles.get(token)
+                if cycle is not None:
+                    cycle.time_out(fields[0].decode("utf-8", "replace"))
             elif kind == EV_SHUTDOWN:
                 if not self.stopping:
                     self.stopping = True
@@ -404,7 +472,9 @@ class Server:
 
     def _start(self, cycle: Cycle, scope: dict[str, Any]) -> None:
         self.cycles[cycle.token] = cycle
+        _vivarium.begin(cycle.token, f"{scope.get('method', 'WEBSOCKET')} {scope['path']}")
         task = self.loop.create_task(cycle.run(self.app, scope))
+        cycle.task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -413,6 +483,9 @@ def make_handler(
     app: ASGIApp, options: dict[str, Any], shutdown_hooks: list[Callable[[], None]]
 ) -> tuple[Callable[[int, int], None], None]:
     def run(worker: int, efd: int) -> None:
-        Server(app, worker, efd, bool(options.get("lifespan")), int(options.get("threads") or 4)).run()
+        Server(
+            app, worker, efd, bool(options.get("lifespan")), int(options.get("threads") or 4),
+            float(options.get("drain") or DRAIN_SECONDS),
+        ).run()
 
     return run, None

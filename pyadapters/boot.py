@@ -152,6 +152,61 @@ def _refuse_fork() -> None:
         os.forkpty = refused
 
 
+def _guard_exit(isolation: int, spec: str) -> None:
+    """os._exit() ends the whole process, every app with it, and bypasses
+    Caddy's shutdown. In an interpreter of the app's own it raises instead,
+    as os.fork does; in the main interpreter, which owns the process, it
+    still exits, after a line in the log that says who ended it."""
+    import posix
+
+    # The main interpreter's os module outlives the app: keep the first one.
+    real_exit = getattr(_vivarium, "real_exit", None) or posix._exit
+    _vivarium.real_exit = real_exit
+
+    if isolation == MAIN:
+
+        def logged_exit(status: int) -> None:
+            try:
+                _vivarium.log(_vivarium.ERROR, f"app {spec} calls os._exit({status}): the process exits now\n"
+                              + "".join(traceback.format_stack(sys._getframe(1))))
+            finally:
+                real_exit(status)
+
+        replacement = logged_exit
+    else:
+
+        def refused(status: int) -> None:
+            raise RuntimeError(
+                f"os._exit({status}) would end the whole Caddy process and every app in it; an app served "
+                "by Vivarium cannot exit the process: raise an exception or return an error response instead"
+            )
+
+        replacement = refused
+    os._exit = replacement
+    posix._exit = replacement
+
+
+def _apply_env(env: dict[str, str], isolation: int) -> None:
+    """Sets the app's own variables (env, env_file) in this interpreter's
+    os.environ, bypassing putenv: the process environment, which C code's
+    getenv() and child processes read, stays Caddy's.
+
+    In the main interpreter, whose os.environ outlives the app, it is first
+    put back to what it was before the first app, so a reload drops what the
+    previous instance set.
+    """
+    data = os.environ._data  # type: ignore[attr-defined]
+    if isolation == MAIN:
+        saved = getattr(_vivarium, "environ_before_apps", None)
+        if saved is None:
+            _vivarium.environ_before_apps = dict(data)
+        else:
+            data.clear()
+            data.update(saved)
+    for name, value in env.items():
+        data[os.environ.encodekey(name)] = os.environ.encodevalue(value)
+
+
 def _setup_path(working_dir: str, venv: str) -> None:
     sys.path[:] = ([working_dir] if working_dir else []) + _stdlib_path()
     if not venv:
@@ -465,9 +520,12 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
         return None, _probe(cfg), None
     try:
         isolation = int(cfg["isolation"])
+        options = json.loads(cfg["options"])
         if isolation == MAIN:
             _forget_app_modules()
             _refuse_fork()
+        _apply_env(options.get("env") or {}, isolation)
+        _guard_exit(isolation, cfg["module"])
         _setup_path(cfg["working_dir"], cfg["venv"])
         _share_path(isolation)
         adapter = importlib.import_module(f"vivarium_{cfg['kind']}")
@@ -477,12 +535,41 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
         finally:
             if isolation == MAIN:
                 _remember_app_modules(before, cfg["working_dir"], cfg["venv"])
-        handler, base = adapter.make_handler(app, json.loads(cfg["options"]), _shutdown_hooks)
+        handler, base = adapter.make_handler(app, options, _shutdown_hooks)
     except AppError as e:
         return str(e), e.refusal is not None or None, None
     except BaseException:
         return f"app failed to start:\n{traceback.format_exc()}", None, None
     return None, handler, base
+
+
+# Code objects of the adapters' functions that run one request, each with the
+# request's token in a local named `token`: where() finds a request's frame
+# by them. Filled in by the adapters.
+REQUEST_CODES: set[Any] = set()
+
+# How many innermost frames where() shows.
+STACK_LIMIT = 30
+
+
+def where(frame: Any, token: int) -> tuple[str, bool, bool]:
+    """Called by the runtime (interrupt.c) from another thread, with this
+    interpreter's GIL held, about a thread it has paused: its stack, innermost
+    frame last; a flag the runtime decides itself (False); and whether it is
+    an event loop waiting for events."""
+    if frame is None:
+        return "(no Python frame: the thread is in C code)", False, False
+    code = frame.f_code
+    idle = code.co_name == "select" and code.co_filename.endswith("selectors.py")
+    lines = traceback.format_stack(frame, limit=STACK_LIMIT)
+    depth, f = 0, frame
+    while f is not None and depth <= 100_000:
+        f = f.f_back
+        depth += 1
+    if depth > STACK_LIMIT:
+        more = f"over {depth - 1}" if f is not None else str(depth)
+        lines.insert(0, f"  ... {more} frames in all; the innermost {STACK_LIMIT}:\n")
+    return "".join(lines).rstrip("\n"), False, idle
 
 
 # How long threads the app started may take to finish when its interpreter ends.

@@ -11,9 +11,10 @@ library, so those imports failed, and the app was told "No module named
 exception, made in the main interpreter's allocator and freed in the app's,
 aborted the process (docs/python-versions.md).
 
-So, on the control thread and only while an app interpreter boots, imports in
-the main interpreter may also look in that app's sys.path, and what they bring
-in is forgotten again when the boot ends. An error such an init function
+So, on the thread that imports an app (each app boots on a thread of its
+own) and only while it does, imports in the main interpreter may also look in
+that app's sys.path, and what they bring in is forgotten again when the boot
+ends. An error such an init function
 raises reaches the app only as "failed to import from subinterpreter due to
 exception", the real one going to the main interpreter's sys.unraisablehook:
 it is kept for the booting app to report.
@@ -30,12 +31,11 @@ from typing import Any, Sequence
 
 import _vivarium
 
-# The thread that creates, boots and ends every interpreter (plugin/control.go).
-_CONTROL_THREAD = threading.get_ident()
 # CPython's words when it reports an init function's error to the main interpreter.
 _INIT_FAILURE = "Exception while importing from subinterpreter"
 
-_found: list[str] = []
+# What BootPathFinder found, per booting thread.
+_found: dict[int, list[str]] = {}
 
 
 class BootPathFinder:
@@ -46,22 +46,23 @@ class BootPathFinder:
     def find_spec(
         cls, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if path is not None or threading.get_ident() != _CONTROL_THREAD:
+        if path is not None:
             return None
-        entries = _vivarium.shared_path()
+        entries = _vivarium.shared_path()  # None unless this thread boots an app
         if not entries:
             return None
         spec = PathFinder.find_spec(name, entries, target)
         if spec is not None:
-            _found.append(name)
+            _found.setdefault(threading.get_ident(), []).append(name)
         return spec
 
 
 def boot_ended() -> None:
     """Called by the runtime after each app boot: the modules found for it leave
     the main interpreter's sys.modules (another app may have other versions)."""
-    while _found:
-        name = _found.pop()
+    found = _found.pop(threading.get_ident(), [])
+    while found:
+        name = found.pop()
         prefix = name + "."
         for key in [k for k in sys.modules if k == name or k.startswith(prefix)]:
             del sys.modules[key]
@@ -71,7 +72,7 @@ _default_unraisablehook = sys.unraisablehook
 
 
 def _unraisablehook(info: Any) -> None:
-    if threading.get_ident() == _CONTROL_THREAD and (info.err_msg or "").startswith(_INIT_FAILURE):
+    if (info.err_msg or "").startswith(_INIT_FAILURE) and _vivarium.shared_path() is not None:
         text = "".join(traceback.format_exception_only(info.exc_type, info.exc_value)).strip()
         _vivarium.note_init_failure(text)
         return

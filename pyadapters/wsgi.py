@@ -15,15 +15,20 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
 import _vivarium
+from vivarium_boot import REQUEST_CODES
 
 DEFAULT_ATTR = "application"
 
 FLUSH = _vivarium.FLUSH
 ABORT = _vivarium.ABORT
+RequestTimeout = _vivarium.RequestTimeout
 _send = _vivarium.send
 _read = _vivarium.read
 
 _CHUNK = 64 * 1024
+# The innermost frames of a logged traceback: one of a runaway recursion
+# would otherwise hold millions.
+TRACEBACK_LIMIT = 100
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 Answer = tuple[bytes | None, bytes | None, int]
@@ -170,7 +175,7 @@ def _log_exception(environ: dict[str, Any], what: str) -> None:
     _vivarium.log(
         _vivarium.ERROR,
         f"{what} for {environ.get('REQUEST_METHOD')} {environ.get('SCRIPT_NAME', '')}"
-        f"{environ.get('PATH_INFO', '')}\n{traceback.format_exc()}",
+        f"{environ.get('PATH_INFO', '')}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}",
     )
 
 
@@ -219,11 +224,14 @@ def make_handler(
         response = Response(token)
         try:
             return _respond(app, environ, response)
-        except ConnectionError:
-            # The client went away mid-response; nothing left to tell it.
+        except (ConnectionError, RequestTimeout):
+            # The client went away mid-response, or the request ran past its
+            # timeout (the server has answered 504 and logged where it was):
+            # nothing left to tell anyone.
             return None, None, ABORT
         except BaseException:
             _log_exception(environ, "exception in app")
             return None, None, ABORT
 
+    REQUEST_CODES.add(handler.__code__)
     return handler, base

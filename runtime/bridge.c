@@ -7,6 +7,9 @@
 
 typedef struct {
     uint64_t app_id;
+    /* Raised in an app's thread by interrupt.c: BaseException subclasses,
+     * so that an app's `except Exception` does not swallow them. */
+    PyObject *request_timeout, *start_timeout;
 } bridge_state;
 
 static PyObject *disconnected(void)
@@ -62,7 +65,7 @@ static PyObject *bridge_send(PyObject *mod, PyObject *const *args, Py_ssize_t na
     size_t head_len = args[1] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[1]);
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = vvSend(token, head, head_len, body.buf, (size_t)body.len, flags);
+    VV_IN_GO(rc = vvSend(token, head, head_len, body.buf, (size_t)body.len, flags));
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&body);
     if (rc < 0)
@@ -83,7 +86,7 @@ static PyObject *bridge_readinto(PyObject *mod, PyObject *const *args, Py_ssize_
         return NULL;
     ptrdiff_t n;
     Py_BEGIN_ALLOW_THREADS
-    n = vvRead(token, buf.buf, (size_t)buf.len);
+    VV_IN_GO(n = vvRead(token, buf.buf, (size_t)buf.len));
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     if (n < 0)
@@ -113,7 +116,7 @@ static PyObject *bridge_read(PyObject *mod, PyObject *const *args, Py_ssize_t na
     if (size > 0) {
         char *p = PyBytes_AS_STRING(out);
         Py_BEGIN_ALLOW_THREADS
-        n = vvRead(token, p, (size_t)size);
+        VV_IN_GO(n = vvRead(token, p, (size_t)size));
         Py_END_ALLOW_THREADS
     }
     if (n < 0) {
@@ -144,7 +147,7 @@ static PyObject *bridge_log(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     bridge_state *st = PyModule_GetState(mod);
     /* msg stays valid: args[1] is borrowed from our caller for the whole call. */
     Py_BEGIN_ALLOW_THREADS
-    vvLog(st->app_id, level, (char *)msg, (size_t)len);
+    VV_IN_GO(vvLog(st->app_id, level, (char *)msg, (size_t)len));
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -162,7 +165,7 @@ static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t na
     size_t len = 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = vvPoll(id, &buf, &len);
+    VV_IN_GO(rc = vvPoll(id, &buf, &len));
     Py_END_ALLOW_THREADS
     if (rc < 0 || len < 4) {
         PyErr_SetString(PyExc_RuntimeError, "vivarium: no event inbox for this worker");
@@ -239,7 +242,8 @@ static PyObject *bridge_post(PyObject *mod, PyObject *const *args, Py_ssize_t na
     char *a = args[2] == Py_None ? NULL : PyBytes_AS_STRING(args[2]);
     size_t a_len = args[2] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[2]);
     /* Go only queues a copy: no need to release the GIL for that. */
-    int rc = vvPost(token, kind, a, a_len, b.buf, (size_t)b.len, flags);
+    int rc;
+    VV_IN_GO(rc = vvPost(token, kind, a, a_len, b.buf, (size_t)b.len, flags));
     PyBuffer_Release(&b);
     return PyLong_FromLong(rc);
 }
@@ -259,11 +263,46 @@ static PyObject *bridge_ready(PyObject *mod, PyObject *const *args, Py_ssize_t n
         if (msg == NULL)
             return NULL;
     }
-    vvReady(id, (char *)msg, (size_t)len);
+    VV_IN_GO(vvReady(id, (char *)msg, (size_t)len));
+    Py_RETURN_NONE;
+}
+
+/* begin(token, description) / end(token): an event loop's request starts and
+ * ends, for the death notice. */
+static PyObject *bridge_begin(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("begin", nargs, 2) < 0)
+        return NULL;
+    uint64_t token;
+    if (parse_token(args[0], &token) < 0)
+        return NULL;
+    Py_ssize_t len;
+    const char *desc = PyUnicode_Check(args[1]) ? PyUnicode_AsUTF8AndSize(args[1], &len) : NULL;
+    if (desc == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "description must be str");
+        return NULL;
+    }
+    vv_crash_begin(token, desc, (size_t)len);
+    Py_RETURN_NONE;
+}
+
+static PyObject *bridge_end(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("end", nargs, 1) < 0)
+        return NULL;
+    uint64_t token;
+    if (parse_token(args[0], &token) < 0)
+        return NULL;
+    vv_crash_end(token);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef bridge_methods[] = {
+    {"begin", (PyCFunction)(void (*)(void))bridge_begin, METH_FASTCALL,
+     "begin(token, description): an event loop's request starts."},
+    {"end", (PyCFunction)(void (*)(void))bridge_end, METH_FASTCALL,
+     "end(token): an event loop's request is over."},
     {"poll", (PyCFunction)(void (*)(void))bridge_poll, METH_FASTCALL,
      "poll(worker_id): the events queued for this event loop."},
     {"post", (PyCFunction)(void (*)(void))bridge_post, METH_FASTCALL,
@@ -283,6 +322,19 @@ static PyMethodDef bridge_methods[] = {
 
 static int bridge_exec(PyObject *mod)
 {
+    bridge_state *st = PyModule_GetState(mod);
+    st->request_timeout = PyErr_NewExceptionWithDoc(
+        "_vivarium.RequestTimeout",
+        "Raised in a request's code when it ran past the app's `timeout`; the client got 504.",
+        PyExc_BaseException, NULL);
+    st->start_timeout = PyErr_NewExceptionWithDoc(
+        "_vivarium.StartTimeout",
+        "Raised in the app's import when it ran past the app's `start_timeout`.",
+        PyExc_BaseException, NULL);
+    if (st->request_timeout == NULL || st->start_timeout == NULL ||
+        PyModule_AddObjectRef(mod, "RequestTimeout", st->request_timeout) < 0 ||
+        PyModule_AddObjectRef(mod, "StartTimeout", st->start_timeout) < 0)
+        return -1;
     if (PyModule_AddIntConstant(mod, "FLUSH", VV_FLUSH) < 0 ||
         PyModule_AddIntConstant(mod, "ABORT", VV_ABORT) < 0 ||
         PyModule_AddIntConstant(mod, "STDOUT", VV_LOG_STDOUT) < 0 ||
@@ -300,6 +352,27 @@ static PyModuleDef_Slot bridge_slots[] = {
     {0, NULL},
 };
 
+static int bridge_traverse(PyObject *mod, visitproc visit, void *arg)
+{
+    bridge_state *st = PyModule_GetState(mod);
+    Py_VISIT(st->request_timeout);
+    Py_VISIT(st->start_timeout);
+    return 0;
+}
+
+static int bridge_clear(PyObject *mod)
+{
+    bridge_state *st = PyModule_GetState(mod);
+    Py_CLEAR(st->request_timeout);
+    Py_CLEAR(st->start_timeout);
+    return 0;
+}
+
+static void bridge_free(void *mod)
+{
+    bridge_clear(mod);
+}
+
 static struct PyModuleDef bridge_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_vivarium",
@@ -307,6 +380,9 @@ static struct PyModuleDef bridge_def = {
     .m_size = sizeof(bridge_state),
     .m_methods = bridge_methods,
     .m_slots = bridge_slots,
+    .m_traverse = bridge_traverse,
+    .m_clear = bridge_clear,
+    .m_free = bridge_free,
 };
 
 /* The current interpreter's _vivarium, made and entered in its sys.modules
@@ -348,4 +424,21 @@ int vv_bridge_bind(uint64_t app_id)
     st->app_id = app_id;
     Py_DECREF(mod);
     return 0;
+}
+
+/* A new reference to the exception class for VV_RAISE_*, from this
+ * interpreter's _vivarium; NULL for none. GIL held. */
+PyObject *vv_bridge_exception(int raise)
+{
+    PyObject *name = PyUnicode_FromString("_vivarium");
+    PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (mod == NULL)
+        return NULL;
+    bridge_state *st = PyModule_GetState(mod);
+    PyObject *exc = raise == VV_RAISE_REQUEST_TIMEOUT ? st->request_timeout
+                    : raise == VV_RAISE_START_TIMEOUT ? st->start_timeout : NULL;
+    Py_XINCREF(exc);
+    Py_DECREF(mod);
+    return exc;
 }

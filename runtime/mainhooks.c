@@ -6,28 +6,56 @@
  * C strings since no Python object may cross interpreters: the app's sys.path,
  * which the main interpreter's BootPathFinder searches, and the error an init
  * function raised there, which CPython reports only to the main interpreter.
- * Both are set and read on the control thread, by one boot at a time; the lock
- * is for the main interpreter's other threads, whose lookups find nothing. */
+ * Both are kept per booting thread: each app boots on a thread of its own
+ * (subinterp.c, vv_interp_boot), and the init functions its imports run in
+ * the main interpreter run on that same thread, so the thread tells which
+ * app they are for when boots overlap (a recycle beside a reload). */
 #include "vivarium.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* One booting thread's share; tid 0 is a free slot. */
+typedef struct {
+    unsigned long tid;
+    char *path;                /* entries, each ending in '\0' */
+    size_t path_len;
+    char *init_failure;        /* NULL: none */
+} boot_share;
+
+#define SHARE_SLOTS 32
 static pthread_mutex_t share_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *shared_path;    /* entries, each ending in '\0'; NULL: no boot */
-static size_t shared_path_len;
-static char *init_failure;   /* NULL: none */
+static boot_share shares[SHARE_SLOTS];
 
 /* vivarium_main, in the main interpreter; touched with the main GIL held. */
 static PyObject *main_hooks;
 
+/* This thread's share, made when make is set; share_lock held. */
+static boot_share *share_of_thread(int make)
+{
+    unsigned long tid = PyThread_get_thread_ident();
+    boot_share *free_slot = NULL;
+    for (int i = 0; i < SHARE_SLOTS; i++) {
+        if (shares[i].tid == tid)
+            return &shares[i];
+        if (shares[i].tid == 0 && free_slot == NULL)
+            free_slot = &shares[i];
+    }
+    if (make && free_slot != NULL)
+        free_slot->tid = tid;
+    return make ? free_slot : NULL;
+}
+
+/* What the calling thread's boot shared goes. */
 void vv_boot_share_clear(void)
 {
     pthread_mutex_lock(&share_lock);
-    free(shared_path);
-    free(init_failure);
-    shared_path = init_failure = NULL;
-    shared_path_len = 0;
+    boot_share *sh = share_of_thread(0);
+    if (sh != NULL) {
+        free(sh->path);
+        free(sh->init_failure);
+        memset(sh, 0, sizeof *sh);
+    }
     pthread_mutex_unlock(&share_lock);
 }
 
@@ -62,26 +90,33 @@ static PyObject *share_path(PyObject *mod, PyObject *list)
         }
     }
     pthread_mutex_lock(&share_lock);
-    free(shared_path);
-    shared_path = buf;
-    shared_path_len = (size_t)(p - buf);
+    boot_share *sh = share_of_thread(1);
+    if (sh != NULL) {
+        free(sh->path);
+        sh->path = buf;
+        sh->path_len = (size_t)(p - buf);
+    } else {
+        free(buf); /* more boots at once than slots: this one shares nothing */
+    }
     pthread_mutex_unlock(&share_lock);
     Py_RETURN_NONE;
 }
 
-/* shared_path() -> list[str] | None: the sys.path of the app that is booting. */
+/* shared_path() -> list[str] | None: the sys.path of the app this thread
+ * boots, or None when it boots none. */
 static PyObject *get_shared_path(PyObject *mod, PyObject *unused)
 {
     pthread_mutex_lock(&share_lock);
     PyObject *out = NULL;
-    if (shared_path == NULL) {
+    boot_share *sh = share_of_thread(0);
+    if (sh == NULL || sh->path == NULL) {
         out = Py_NewRef(Py_None);
         goto done;
     }
     out = PyList_New(0);
-    for (size_t at = 0; out != NULL && at < shared_path_len;) {
-        size_t slen = strlen(shared_path + at);
-        PyObject *s = PyUnicode_DecodeUTF8(shared_path + at, (Py_ssize_t)slen, "surrogateescape");
+    for (size_t at = 0; out != NULL && at < sh->path_len;) {
+        size_t slen = strlen(sh->path + at);
+        PyObject *s = PyUnicode_DecodeUTF8(sh->path + at, (Py_ssize_t)slen, "surrogateescape");
         if (s == NULL || PyList_Append(out, s) < 0)
             Py_CLEAR(out);
         Py_XDECREF(s);
@@ -106,18 +141,24 @@ static PyObject *note_init_failure(PyObject *mod, PyObject *text)
     if (copy == NULL)
         return PyErr_NoMemory();
     pthread_mutex_lock(&share_lock);
-    free(init_failure);
-    init_failure = copy;
+    boot_share *sh = share_of_thread(0);
+    if (sh != NULL) {
+        free(sh->init_failure);
+        sh->init_failure = copy;
+    } else {
+        free(copy);
+    }
     pthread_mutex_unlock(&share_lock);
     Py_RETURN_NONE;
 }
 
-/* init_failure() -> str | None: the last error noted during this boot. */
+/* init_failure() -> str | None: the last error noted during this thread's boot. */
 static PyObject *get_init_failure(PyObject *mod, PyObject *unused)
 {
     pthread_mutex_lock(&share_lock);
-    PyObject *out = init_failure ? PyUnicode_DecodeUTF8(init_failure, (Py_ssize_t)strlen(init_failure), "replace")
-                                 : Py_NewRef(Py_None);
+    boot_share *sh = share_of_thread(0);
+    const char *text = sh ? sh->init_failure : NULL;
+    PyObject *out = text ? PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace") : Py_NewRef(Py_None);
     pthread_mutex_unlock(&share_lock);
     return out;
 }
@@ -145,7 +186,7 @@ int vv_main_hooks_install(const char *source, char **err)
     return 0;
 }
 
-/* After each boot, with the main interpreter attached. */
+/* After each boot, on its thread, with the main interpreter attached. */
 void vv_main_hooks_boot_ended(void)
 {
     vv_boot_share_clear();

@@ -140,12 +140,15 @@ int vv_runtime_init(const char *main_source, char **err)
     Py_DECREF(dt);
     if (vv_main_hooks_install(main_source, err) < 0)
         return -1;
+    vv_crash_init();
     main_ts = PyEval_SaveThread();
     return 0;
 }
 
 /* Loads the embedded adapter modules and lets vivarium_boot import the app.
- * Runs inside the new interpreter with its GIL held. */
+ * Runs inside the new interpreter with its GIL held. vivarium_boot is kept
+ * even when the app fails, for its shutdown() to wait for threads the
+ * failed import may have started. */
 static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
 {
     PyObject *mod = NULL, *args = NULL, *res = NULL;
@@ -166,6 +169,7 @@ static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
     mod = PyImport_ImportModule("vivarium_boot");
     if (mod == NULL)
         goto pyerr;
+    in->boot_module = Py_NewRef(mod);
     args = Py_BuildValue("{s:s,s:s,s:s,s:s,s:s,s:i}", "kind", cfg->kind, "module", cfg->module,
                          "working_dir", cfg->working_dir, "venv", cfg->venv, "options", cfg->options,
                          "isolation", cfg->isolation);
@@ -189,8 +193,9 @@ static int boot(vv_interp *in, const vv_app_config *cfg, char **err)
     }
     in->handler = Py_NewRef(PyTuple_GET_ITEM(res, 1));
     in->base_environ = Py_NewRef(PyTuple_GET_ITEM(res, 2));
-    /* Kept: in the main interpreter a later app re-executes vivarium_boot. */
-    in->boot_module = mod;
+    /* Kept (boot_module): in the main interpreter a later app re-executes
+     * vivarium_boot. */
+    Py_DECREF(mod);
     Py_DECREF(res);
     Py_DECREF(args);
     return 0;
@@ -241,9 +246,13 @@ static PyThreadState *enter_interpreter(int isolation, char **err)
 /* What the main interpreter kept for a boot goes (mainhooks.c). */
 static void boot_ended(void)
 {
-    PyEval_RestoreThread(main_ts);
+    PyThreadState *ts = PyThreadState_New(PyInterpreterState_Main());
+    if (ts == NULL)
+        return;
+    PyEval_RestoreThread(ts);
     vv_main_hooks_boot_ended();
-    PyEval_SaveThread();
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
 }
 
 vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
@@ -251,7 +260,8 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     vv_interp *in = calloc(1, sizeof *in);
     vv_worker *workers = calloc((size_t)nworkers, sizeof *workers);
     vv_key *keys = calloc(VV_KEY_SLOTS, sizeof *keys);
-    if (in == NULL || workers == NULL || keys == NULL) {
+    char *name = vv_strdupf("%s", cfg->name ? cfg->name : "");
+    if (in == NULL || workers == NULL || keys == NULL || name == NULL) {
         *err = vv_strdupf("out of memory");
         goto fail;
     }
@@ -261,32 +271,52 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     in->nworkers = nworkers;
     in->workers = workers;
     in->keys = keys;
+    in->name = name;
 
-    vv_boot_share_clear();
     PyThreadState *ts = enter_interpreter(cfg->isolation, err);
     if (ts == NULL)
         goto fail;
     in->boot_ts = ts;
     in->state = PyThreadState_GetInterpreter(ts);
     in->interp_id = PyInterpreterState_GetID(in->state);
-    int booted = boot(in, cfg, err);
-    if (booted < 0 && ts != main_ts)
-        Py_EndInterpreter(ts); /* leaves no thread state attached, as we want */
-    else
-        PyEval_SaveThread();
-    boot_ended();
-    if (booted < 0)
-        goto fail;
+    PyEval_SaveThread();
     for (int i = 0; i < nworkers; i++) {
         sem_init(&workers[i].wake, 0, 0);
         workers[i].statfd = -1;
     }
+    vv_crash_register(in);
     return in;
 fail:
+    free(name);
     free(keys);
     free(workers);
     free(in);
     return NULL;
+}
+
+/* Imports the app into the interpreter vv_interp_new made. Not on the
+ * control thread, but on a thread of its own with a thread state of its own:
+ * an import that hangs then holds up no other app, and can be interrupted
+ * (interrupt.c) while the control thread goes on. On failure the
+ * interpreter stays, for vv_interp_end. */
+int vv_interp_boot(vv_interp *in, const vv_app_config *cfg, char **err)
+{
+    PyThreadState *ts = PyThreadState_New(in->state);
+    if (ts == NULL) {
+        *err = vv_strdupf("cannot create a thread state for the app's import");
+        return -1;
+    }
+    PyEval_RestoreThread(ts);
+    in->boot_tid = PyThread_get_thread_ident();
+    in->boot_thread_ts = ts;
+    vv_crash_thread(in, NULL);
+    int rc = boot(in, cfg, err);
+    vv_crash_thread(NULL, NULL);
+    in->boot_thread_ts = NULL;
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    boot_ended();
+    return rc;
 }
 
 int vv_interp_start(vv_interp *in, const int *worker_ids, char **err)
@@ -337,7 +367,8 @@ char *vv_interp_report(vv_interp *in)
 void vv_interp_end(vv_interp *in)
 {
     PyEval_RestoreThread(in->boot_ts);
-    PyObject *r = PyObject_CallMethod(in->boot_module, "shutdown", NULL);
+    /* Without vivarium_boot (its own import failed) no app code ran. */
+    PyObject *r = in->boot_module ? PyObject_CallMethod(in->boot_module, "shutdown", NULL) : Py_NewRef(Py_True);
     if (r == NULL)
         vv_log_exception(in->app_id, "app shutdown failed");
     /* shutdown() answers False when threads of the app would make
@@ -347,6 +378,7 @@ void vv_interp_end(vv_interp *in)
     Py_CLEAR(in->boot_module);
     Py_CLEAR(in->handler);
     Py_CLEAR(in->base_environ);
+    vv_crash_unregister(in);
     for (int i = 0; i < VV_KEY_SLOTS; i++)
         Py_CLEAR(in->keys[i].str);
     free(in->keys);
@@ -363,5 +395,6 @@ void vv_interp_end(vv_interp *in)
             close(in->workers[i].statfd);
     }
     free(in->workers);
+    free(in->name);
     free(in);
 }

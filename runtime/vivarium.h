@@ -30,6 +30,8 @@
 #define VV_LOG_STDERR 1
 #define VV_LOG_ERROR 2
 
+#define VV_FLIGHT_SLOTS 16
+
 /* What a worker thread owns. Go fills `buf` with the next request's packed
  * data (see plugin/environ.go) through vv_worker_reserve. */
 typedef struct vv_worker {
@@ -48,6 +50,21 @@ typedef struct vv_worker {
     /* Wall time spent running requests with the GIL taken, and when the
      * current one started (0: none runs); read by the scheduler's thread. */
     uint64_t py_ns, py_since;
+    /* For interrupting the request it runs (interrupt.c): its thread state
+     * and thread id, set once by the thread itself; whether it runs request
+     * `seq` now, and whether an exception was scheduled in it. The last two
+     * change only with the interpreter's GIL held. */
+    PyThreadState *ts;
+    unsigned long tid;
+    int running;
+    int interrupted;
+    /* ASGI: the requests its event loop has in flight, for the death notice
+     * (crash.c); token 0 is a free slot. Kept by the loop's thread. */
+    struct {
+        uint64_t token;
+        char desc[120];
+    } flight[VV_FLIGHT_SLOTS];
+    int flight_more;            /* in flight beyond the slots */
 } vv_worker;
 
 /* An environ key already made into a str: requests carry the same twenty or
@@ -73,6 +90,11 @@ typedef struct vv_interp {
     PyObject *boot_module;      /* this instance's vivarium_boot, for shutdown */
     struct vv_key *keys;        /* environ keys seen, VV_KEY_SLOTS; GIL held */
     int nkeys;
+    char *name;                 /* the app, for the death notice */
+    /* The thread importing the app while vv_interp_boot runs (GIL held to
+     * change): what a start_timeout interrupts. */
+    PyThreadState *boot_thread_ts;
+    unsigned long boot_tid;
     int nworkers;
     vv_worker *workers;
 } vv_interp;
@@ -80,6 +102,7 @@ typedef struct vv_interp {
 /* What Go hands to vv_interp_new. Strings are NUL-terminated UTF-8. */
 typedef struct vv_app_config {
     uint64_t app_id;
+    const char *name;           /* the app as the log names it */
     const char *kind;           /* "wsgi" or "asgi" */
     int isolation;              /* VV_ISOLATION_* */
     const char *module;         /* "pkg.module:attr" */
@@ -103,9 +126,26 @@ static inline uint64_t vv_le(const char *p, int nbytes)
     return v;
 }
 
-/* subinterp.c: called from Go's single control thread only. */
+/* What vv_interrupt found. */
+#define VV_INTERRUPT_DONE 0  /* stack taken (and the exception scheduled) */
+#define VV_INTERRUPT_GONE 1  /* the target no longer runs what was meant */
+/* The exception vv_interrupt schedules (classes of the _vivarium module). */
+#define VV_RAISE_NONE 0
+#define VV_RAISE_REQUEST_TIMEOUT 1
+#define VV_RAISE_START_TIMEOUT 2
+/* What where() in vivarium_boot told of the target thread. */
+typedef struct vv_where {
+    int state;                  /* VV_INTERRUPT_* */
+    int owns;                   /* it runs the request meant (always, for 0) */
+    int idle;                   /* an event loop waiting for events */
+    char *stack;                /* malloc'd; NULL when gone */
+} vv_where;
+
+/* subinterp.c: called from Go's single control thread only, but for
+ * vv_interp_boot, which runs on a thread of its own. */
 int vv_runtime_init(const char *main_source, char **err);
 vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err);
+int vv_interp_boot(vv_interp *in, const vv_app_config *cfg, char **err);
 int vv_interp_start(vv_interp *in, const int *worker_ids, char **err);
 void vv_interp_join(vv_interp *in);
 void vv_interp_end(vv_interp *in);
@@ -127,6 +167,25 @@ void vv_worker_wake(vv_worker *w);
 int vv_worker_reserve(vv_worker *w, size_t n);
 uint64_t vv_worker_demand(vv_worker *w);
 uint64_t vv_worker_in_python(vv_worker *w);
+int vv_worker_runs(vv_worker *w, uint32_t seq);
+
+/* interrupt.c: each call on a thread of its own, outside the control thread;
+ * it blocks until it has the interpreter's GIL. */
+vv_where vv_interrupt_worker(vv_worker *w, int64_t seq, uint64_t token, int raise);
+vv_where vv_interrupt_boot(vv_interp *in, int raise);
+void vv_request_over(vv_worker *w);
+
+/* crash.c: the death notice on a fatal signal. */
+void vv_crash_init(void);
+void vv_crash_register(vv_interp *in);
+void vv_crash_unregister(vv_interp *in);
+void vv_crash_thread(vv_interp *in, vv_worker *w);
+void vv_crash_in_go(int in_go);
+void vv_crash_begin(uint64_t token, const char *desc, size_t len);
+void vv_crash_end(uint64_t token);
+vv_interp *vv_thread_interp(void);
+/* Brackets a call into Go, whose faults are Go's to handle. */
+#define VV_IN_GO(call) (vv_crash_in_go(1), (call), vv_crash_in_go(0))
 
 /* memory.c: bytes in the pymalloc arenas of the interpreter's own allocator;
  * callable from any thread without the GIL while the interpreter lives. */
@@ -136,6 +195,7 @@ size_t vv_interp_arena_bytes(const vv_interp *in);
 /* vv_bridge_install: _vivarium in the main interpreter, as vivarium_main needs it. */
 int vv_bridge_install(void);
 int vv_bridge_bind(uint64_t app_id);
+PyObject *vv_bridge_exception(int raise);
 
 /* Implemented in Go (plugin/bridge.go). Called without the GIL held. */
 /* vvServe: 1 run the request now in buf, 0 sleep on `wake` then ask again, -1 exit. */

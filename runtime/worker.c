@@ -200,6 +200,13 @@ uint64_t vv_worker_in_python(vv_worker *w)
     return since ? done + (now_ns(CLOCK_MONOTONIC) - since) : done;
 }
 
+/* Whether the worker still runs request seq; from another thread. */
+int vv_worker_runs(vv_worker *w, uint32_t seq)
+{
+    return __atomic_load_n(&w->py_since, __ATOMIC_RELAXED) != 0 &&
+           __atomic_load_n(&w->seq, __ATOMIC_RELAXED) == seq;
+}
+
 void *vv_worker_main(void *arg)
 {
     vv_worker *w = arg;
@@ -207,12 +214,16 @@ void *vv_worker_main(void *arg)
     pthread_setname_np(pthread_self(), "vv-wsgi");
     /* One thread state for the thread's whole life, created on this thread. */
     PyThreadState *ts = PyThreadState_New(w->interp->state);
+    w->ts = ts;
+    w->tid = PyThread_get_thread_ident();
+    vv_crash_thread(w->interp, w);
     /* Opened here, before the first vvServe, so the scheduler sees it set. */
     w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     response r = {0};
     PyObject *answer = NULL;
     for (;;) {
-        int rc = vvServe(w, r.head, r.head_len, r.body, r.body_len, r.flags);
+        int rc;
+        VV_IN_GO(rc = vvServe(w, r.head, r.head_len, r.body, r.body_len, r.flags));
         memset(&r, 0, sizeof r);
         if (rc < 0)
             break;
@@ -231,9 +242,11 @@ void *vv_worker_main(void *arg)
         uint64_t t1 = now_ns(CLOCK_MONOTONIC);
         w->gil_wait_ns = t1 - t0;
         __atomic_store_n(&w->py_since, t1, __ATOMIC_RELAXED);
+        w->running = 1;
         /* The previous answer stayed alive until Go had written it. */
         Py_CLEAR(answer);
         answer = run_request(w, &r);
+        vv_request_over(w);
         PyEval_SaveThread();
         uint64_t ran = now_ns(CLOCK_MONOTONIC) - t1;
         __atomic_store_n(&w->py_since, 0, __ATOMIC_RELAXED);
@@ -241,8 +254,10 @@ void *vv_worker_main(void *arg)
     }
     PyEval_RestoreThread(ts);
     Py_CLEAR(answer);
+    w->ts = NULL;
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
+    vv_crash_thread(NULL, NULL);
     return NULL;
 }
 
@@ -254,14 +269,22 @@ void *vv_loop_main(void *arg)
     vv_worker *w = arg;
     pthread_setname_np(pthread_self(), "vv-asgi");
     PyThreadState *ts = PyThreadState_New(w->interp->state);
+    w->tid = PyThread_get_thread_ident();
+    vv_crash_thread(w->interp, w);
     PyEval_RestoreThread(ts);
+    /* The loop runs requests for as long as it lives. */
+    w->ts = ts;
+    w->running = 1;
     PyObject *r = PyObject_CallFunction(w->interp->handler, "ii", w->id, w->efd);
     if (r == NULL)
         vv_log_exception(w->interp->app_id, "event loop failed");
     Py_XDECREF(r);
+    w->running = 0;
+    w->ts = NULL;
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
+    vv_crash_thread(NULL, NULL);
     const char msg[] = "the event loop ended before the app was ready";
-    vvReady(w->id, (char *)msg, sizeof msg - 1);
+    VV_IN_GO(vvReady(w->id, (char *)msg, sizeof msg - 1));
     return NULL;
 }
