@@ -15,19 +15,18 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("python", httpcaddyfile.After, "reverse_proxy")
 }
 
-// parsePythonDirective is RegisterHandlerDirective's work plus one thing: a
-// `/prefix/*` path matcher becomes the app's SCRIPT_NAME, as a WSGI app
-// mounted under a prefix expects.
+// parsePythonDirective is RegisterHandlerDirective's work plus a name: a
+// block is named after its site and its matcher, or without one after the
+// matcher of the handle_path (handle, route) it sits in. The matcher only
+// selects requests: the app sees their full path (see paths.go).
 func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
-	prefix, matcher := "", ""
+	file, line := h.File(), h.Line()
+	matcher := ""
 	if h.NextArg() {
 		matcher = h.Val()
-		if tok := h.Val(); strings.HasPrefix(tok, "/") && strings.HasSuffix(tok, "/*") {
-			prefix = strings.TrimSuffix(tok, "/*")
-		}
 	}
 	h.Reset()
 	h.Next()
@@ -35,11 +34,14 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 	if err != nil {
 		return nil, err
 	}
-	p := &Python{ScriptName: prefix}
+	p := new(Python)
 	if err := p.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
 	if p.Name == "" {
+		if matcher == "" {
+			matcher = enclosingMatcher(h, file, line)
+		}
 		p.Name = defaultName(siteAddress(h), matcher)
 	}
 	return h.NewRoute(matcherSet, p), nil

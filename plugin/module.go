@@ -61,8 +61,8 @@ type Python struct {
 	// "main", the main interpreter itself (one app per process).
 	Isolation string `json:"isolation,omitempty"`
 	// ScriptName is the path prefix the app is mounted at: it becomes
-	// SCRIPT_NAME and is cut from PATH_INFO. The Caddyfile sets it from a
-	// `/prefix/*` matcher.
+	// SCRIPT_NAME (ASGI root_path) and is cut from PATH_INFO. Without it,
+	// the prefix a rewrite such as handle_path stripped is the mount point.
 	ScriptName string `json:"script_name,omitempty"`
 	// WebSocketCompression negotiates permessage-deflate with WebSocket
 	// clients that offer it: "on" (default) or "off".

@@ -89,3 +89,31 @@ func TestNamesAreCheckedAndUniquePerConfig(t *testing.T) {
 	releaseName(one, "x")
 	releaseName(two, "x")
 }
+
+func TestBlocksWithoutMatcherAreNamedAfterTheEnclosingOne(t *testing.T) {
+	out, err := adapt(t, `http://localhost:8080 {
+		handle_path /flask/* {
+			python {
+				module_wsgi app:app
+			}
+		}
+		handle /django/* {
+			python {
+				module_wsgi site.wsgi:application
+			}
+		}
+		route {
+			python {
+				module_wsgi other:app
+			}
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"name":"localhost-8080-flask"`, `"name":"localhost-8080-django"`, `"name":"localhost-8080"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, out)
+		}
+	}
+}
