@@ -61,6 +61,7 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    script_name  <prefix>
 //	    websocket_compression on|off (ASGI only; default on)
 //	    name         <name>
+//	    watch        [<glob> ...]    (autoreload: the same, with no globs)
 //	}
 func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -69,6 +70,13 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		sub := d.Val()
+		switch sub {
+		case "watch", "autoreload":
+			if err := p.unmarshalWatch(d); err != nil {
+				return err
+			}
+			continue
+		}
 		var arg string
 		if !d.AllArgs(&arg) {
 			return d.Errf("%s takes exactly one value", sub)
@@ -130,7 +138,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch)", sub)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

@@ -71,8 +71,13 @@ type Python struct {
 	// config. The Caddyfile derives it from the site and matcher; JSON
 	// without one gets it from script_name, else the module.
 	Name string `json:"name,omitempty"`
+	// Watch restarts the app (new interpreters first, then the old ones
+	// drain) when a file under working_dir that matches one of these globs
+	// changes. See watch.go.
+	Watch []string `json:"watch,omitempty"`
 
 	app        *appSlot
+	watcher    *watcher // with Watch
 	logger     *zap.Logger
 	mainConfig context.Context // the config this app holds the main interpreter for
 	metrics    *appMetrics
@@ -221,6 +226,12 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	}
 	p.app = &appSlot{}
 	p.app.Store(a)
+	if len(p.Watch) > 0 {
+		// On failure Caddy calls Cleanup, which stops the app.
+		if p.watcher, err = watchApp(p); err != nil {
+			return fmt.Errorf("%s: watch %s: %v", p.name(), p.WorkingDir, err)
+		}
+	}
 	return nil
 }
 
@@ -281,6 +292,9 @@ func (p *Python) Validate() error {
 // Cleanup stops the app once Caddy no longer routes to it: its workers finish
 // the requests they have, then its interpreters end.
 func (p *Python) Cleanup() error {
+	// First, so that no restart it would start holds up the stop.
+	p.watcher.close()
+	p.watcher = nil
 	if p.app != nil {
 		p.app.restartMu.Lock()
 		defer p.app.restartMu.Unlock()

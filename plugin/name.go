@@ -138,12 +138,14 @@ func releaseName(config *prometheus.Registry, name string) {
 	}
 }
 
-// enclosingMatcher is, for a block without a matcher of its own, the matcher
-// of the top-level directive it sits in: `handle_path /api/* { python {...} }`
-// is named after /api/*. The nested directive's Helper holds only its own
+// enclosingMatcher is, for a block without a matcher of its own, the path
+// of the handle_path it sits in: `handle_path /api/* { python {...} }` is
+// named after /api/*. The nested directive's Helper holds only its own
 // tokens; the site block holds them all, so the enclosing directive is the
 // segment that has this block's token at file:line (read by reflection, as
-// siteAddress reads the site's keys).
+// siteAddress reads the site's keys). `handle` and `route` took their
+// matcher token out of those tokens as they parsed it, so blocks under them
+// are named after the site alone.
 func enclosingMatcher(h httpcaddyfile.Helper, file string, line int) string {
 	segments := reflect.ValueOf(h).FieldByName("parentBlock").FieldByName("Segments")
 	if !segments.IsValid() || segments.Kind() != reflect.Slice {

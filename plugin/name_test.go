@@ -6,6 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite" // handle_path
 )
 
 func adapt(t *testing.T, input string) (string, error) {
@@ -97,7 +98,7 @@ func TestBlocksWithoutMatcherAreNamedAfterTheEnclosingOne(t *testing.T) {
 				module_wsgi app:app
 			}
 		}
-		handle /django/* {
+		handle_path /django/* {
 			python {
 				module_wsgi site.wsgi:application
 			}

@@ -246,11 +246,11 @@ def test_duplicate_and_invalid_names_are_refused(caddy_must_refuse):
     # Caddy's log is JSON: the quotes around the name come escaped.
     assert 'two python apps in this config are named \\"same\\"' in twice.output
 
-    # Two blocks under `route` have no matcher, nor has what they sit in: the same
-    # derived name. (Under `handle /a/*` and `handle /b/*` they are named after those.)
+    # Two blocks under `handle` have no matcher of their own: the same derived name.
+    # (Under `handle_path` a block is named after its path.)
     derived = caddy_must_refuse("\n".join([
-        "route {", block("wsgi", None), "}",
-        "route {", block("wsgi", None), "}",
+        "handle /a/* {", block("wsgi", None), "}",
+        "handle /b/* {", block("wsgi", None), "}",
     ]))
     assert derived.returncode != 0
     assert "names must be unique" in derived.output and "own `name`" in derived.output
