@@ -77,6 +77,12 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
+		if ok, err := p.unmarshalSnake(d, sub); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		var arg string
 		if !d.AllArgs(&arg) {
 			return d.Errf("%s takes exactly one value", sub)
@@ -149,6 +155,9 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if p.Lifespan == "on" && p.ModuleASGI == "" {
 		return d.Err("lifespan applies to ASGI apps (module_asgi) only")
+	}
+	if err := refuseRuntime(p.Runtime, p.ModuleASGI != ""); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func TestCaddyfileInterpretersAuto(t *testing.T) {
 
 func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 	cases := map[string]struct{ input, wantMsg string }{
-		"unknown directive":    {"python {\n module_wsgi main:app\n workers 4\n}", `unknown python subdirective "workers"`},
+		"unknown directive":    {"python {\n module_wsgi main:app\n processes 4\n}", `unknown python subdirective "processes"`},
 		"zero interpreters":    {"python {\n module_wsgi main:app\n interpreters 0\n}", "interpreters"},
 		"threads not a number": {"python {\n module_wsgi main:app\n threads abc\n}", "threads"},
 		"negative queue":       {"python {\n module_wsgi main:app\n max_queue -1\n}", "max_queue"},

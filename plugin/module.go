@@ -75,6 +75,9 @@ type Python struct {
 	// drain) when a file under working_dir that matches one of these globs
 	// changes. See watch.go.
 	Watch []string `json:"watch,omitempty"`
+	// caddy-snake's names for some of these (venv_path, workers, autoreload),
+	// and what cannot be honoured.
+	snakeFields
 
 	app        *appSlot
 	watcher    *watcher // with Watch
@@ -148,6 +151,9 @@ func (p *Python) name() string {
 // interpreters. A failure refuses the config; nothing is left running.
 func (p *Python) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	if err := p.applySnakeFields(); err != nil {
+		return err
+	}
 	if p.Interpreters == 0 {
 		p.Interpreters = 1
 	}

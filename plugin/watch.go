@@ -43,8 +43,9 @@ type watcher struct {
 // unmarshalWatch reads `watch [GLOB ...]` (and caddy-snake's `autoreload`,
 // which takes none).
 func (p *Python) unmarshalWatch(d *caddyfile.Dispenser) error {
+	name := d.Val()
 	globs := d.RemainingArgs()
-	if d.Val() == "autoreload" && len(globs) > 0 {
+	if name == "autoreload" && len(globs) > 0 {
 		return d.Errf("autoreload takes no values; use watch <glob> ... to choose the files")
 	}
 	for _, g := range globs {
