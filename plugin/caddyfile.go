@@ -62,6 +62,8 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    websocket_compression on|off (ASGI only; default on)
 //	    name         <name>
 //	    watch        [<glob> ...]    (autoreload: the same, with no globs)
+//	    max_dynamic_apps     <n>     (with placeholders in the settings)
+//	    dynamic_idle_timeout <duration>
 //	}
 func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -73,6 +75,11 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch sub {
 		case "watch", "autoreload":
 			if err := p.unmarshalWatch(d); err != nil {
+				return err
+			}
+			continue
+		case "max_dynamic_apps", "dynamic_idle_timeout":
+			if err := p.unmarshalDynamic(d, sub); err != nil {
 				return err
 			}
 			continue
@@ -144,7 +151,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch)", sub)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch, max_dynamic_apps, dynamic_idle_timeout)", sub)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

@@ -77,10 +77,17 @@ type Python struct {
 	Watch []string `json:"watch,omitempty"`
 	// caddy-snake's names for some of these (venv_path, workers, autoreload),
 	// and what cannot be honoured.
+	// MaxDynamicApps bounds the apps a block with placeholders runs at once
+	// (one per distinct value). Default 32. See dynamic.go.
+	MaxDynamicApps int `json:"max_dynamic_apps,omitempty"`
+	// DynamicIdleTimeout ends such an app after this long without a request.
+	// Default 10m.
+	DynamicIdleTimeout caddy.Duration `json:"dynamic_idle_timeout,omitempty"`
 	snakeFields
 
-	app        *appSlot
-	watcher    *watcher // with Watch
+	app        *appSlot     // nil for a dynamic block
+	watcher    *watcher     // with Watch
+	dynamic    *dynamicApps // with placeholders: one app per value
 	logger     *zap.Logger
 	mainConfig context.Context // the config this app holds the main interpreter for
 	metrics    *appMetrics
@@ -219,6 +226,10 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		threads:      p.Threads,
 		maxQueue:     p.MaxQueue,
 	}
+	if p.isDynamic() {
+		p.dynamic, err = newDynamicApps(p, cfg)
+		return err
+	}
 	a, err := startApp(cfg, p.logger)
 	if err != nil {
 		p.releaseMain()
@@ -282,12 +293,12 @@ func (p *Python) Validate() error {
 			return fmt.Errorf("%s: %v", p.name(), err)
 		}
 	}
-	if p.WorkingDir != "" {
+	if p.WorkingDir != "" && !hasPlaceholder(p.WorkingDir) {
 		if st, err := os.Stat(p.WorkingDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("%s: working_dir %s is not a directory", p.name(), p.WorkingDir)
 		}
 	}
-	if p.Venv != "" {
+	if p.Venv != "" && !hasPlaceholder(p.Venv) {
 		if st, err := os.Stat(p.Venv); err != nil || !st.IsDir() {
 			return fmt.Errorf("%s: venv %s is not a directory; create it with python%s -m venv %s", p.name(), p.Venv, pythonXY, p.Venv)
 		}
@@ -301,6 +312,9 @@ func (p *Python) Cleanup() error {
 	// First, so that no restart it would start holds up the stop.
 	p.watcher.close()
 	p.watcher = nil
+	if p.dynamic != nil {
+		p.dynamic.close()
+	}
 	if p.app != nil {
 		p.app.restartMu.Lock()
 		defer p.app.restartMu.Unlock()
@@ -370,10 +384,18 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	// Deferred, so that a response cut short (a panic with
 	// http.ErrAbortHandler) is counted too.
 	defer func() { p.metrics.account(&out, err, start) }()
-	if p.ModuleASGI != "" {
-		return p.serveASGI(w, r, &out)
+	target := p
+	if p.dynamic != nil {
+		var release func()
+		if target, release, err = p.dynamic.get(r); err != nil {
+			return err
+		}
+		defer release()
 	}
-	return p.serveWSGI(w, r, &out)
+	if target.ModuleASGI != "" {
+		return target.serveASGI(w, r, &out)
+	}
+	return target.serveWSGI(w, r, &out)
 }
 
 // serveWSGI queues the request for the app and waits until a worker has

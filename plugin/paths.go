@@ -85,3 +85,12 @@ func requestURI(r *http.Request) string {
 	}
 	return r.RequestURI
 }
+
+// clientPath is the path the client asked for, before any rewrite: what the
+// admin API shows of a running request.
+func clientPath(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL.Path
+	}
+	return r.URL.Path
+}

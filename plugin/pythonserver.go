@@ -55,7 +55,8 @@ a directory at a path (repeatable). --access-log logs every request.
 
 caddy-snake's flag names work too: --server-type wsgi|asgi, --workers,
 --autoreload, --static-path with --static-route, --access-logs,
---request-body-max-size. Its --python-path, --runtime gevent|uvloop,
+--request-body-max-size, --max-dynamic-apps (with placeholders in --app,
+--working-dir or --venv, which need --wsgi or --asgi). Its --python-path, --runtime gevent|uvloop,
 --isolation docker and --cache-* are refused with what to use instead.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			f := cmd.Flags()
@@ -84,7 +85,8 @@ caddy-snake's flag names work too: --server-type wsgi|asgi, --workers,
 			f.String("static-route", "/static", "caddy-snake's name: where --static-path is served")
 			f.Bool("access-logs", false, "caddy-snake's name for --access-log")
 			f.String("request-body-max-size", "", "caddy-snake's name: the largest request body, such as 10MB")
-			for _, name := range []string{"python-path", "runtime", "max-dynamic-apps", "isolation-image",
+			f.String("max-dynamic-apps", "", "with placeholders in --app, --working-dir or --venv: apps at once (default 32)")
+			for _, name := range []string{"python-path", "runtime", "isolation-image",
 				"isolation-network", "isolation-docker-host", "isolation-memory", "isolation-cpus",
 				"cache-mode", "cache-listen", "cache-advertise", "cache-namespace", "cache-secret"} {
 				f.String(name, "", "caddy-snake's; see --help")
@@ -118,6 +120,9 @@ func cmdPythonServer(fl caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	caddy.TrapSignals()
+	if opts.kind == "" && opts.handler.isDynamic() {
+		return caddy.ExitCodeFailedStartup, errors.New("with placeholders, which app to import is known per request: give --wsgi or --asgi")
+	}
 	if opts.kind == "" {
 		if opts.kind, err = detectInterface(&opts.handler); err != nil {
 			return caddy.ExitCodeFailedStartup, err
@@ -152,9 +157,8 @@ func parseServerFlags(f *pflag.FlagSet) (*serverOptions, error) {
 	arr := func(name string) []string { v, _ := f.GetStringArray(name); return v }
 
 	for name, why := range map[string]string{
-		"python-path":      refusePythonPath,
-		"max-dynamic-apps": "max-dynamic-apps: python-server serves one app; placeholders belong in a Caddyfile",
-		"isolation-image":  refuseDock, "isolation-network": refuseDock, "isolation-docker-host": refuseDock,
+		"python-path":     refusePythonPath,
+		"isolation-image": refuseDock, "isolation-network": refuseDock, "isolation-docker-host": refuseDock,
 		"isolation-memory": refuseDock, "isolation-cpus": refuseDock, "isolation-read-only": refuseDock,
 		"cache-mode": refuseCache, "cache-listen": refuseCache, "cache-advertise": refuseCache,
 		"cache-namespace": refuseCache, "cache-secret": refuseCache, "cache-peer": refuseCache,
@@ -263,6 +267,12 @@ func parseServerFlags(f *pflag.FlagSet) (*serverOptions, error) {
 			return nil, fmt.Errorf("--static %s: %s is not a directory", s, abs)
 		}
 		o.static = append(o.static, [2]string{route, abs})
+	}
+	if n := str("max-dynamic-apps"); n != "" {
+		var err error
+		if h.MaxDynamicApps, err = positive(n); err != nil {
+			return nil, fmt.Errorf("--max-dynamic-apps: %v", err)
+		}
 	}
 	if size := str("request-body-max-size"); size != "" {
 		n, err := parseSize(size)

@@ -205,3 +205,15 @@ def test_an_app_that_does_not_import_is_refused_naming_it(python_server_fails):
     assert code != 0 and "vivarium_no_such_module" in output, output[-2000:]
     code, output = python_server_fails("--working-dir", str(PATHS))
     assert code != 0 and "--app" in output
+
+
+def test_placeholders_make_dynamic_apps(python_server, python_server_fails, tmp_path):
+    for name in ("alice", "bob"):
+        (tmp_path / name).mkdir()
+        shutil.copy(app_dir("tenant") / "tenant_app.py", tmp_path / name)
+    where = ["--app", "tenant_app:app", "--working-dir", f"{tmp_path}/{{http.request.host.labels.1}}"]
+    code, output = python_server_fails(*where)
+    assert code != 0 and "--wsgi or --asgi" in output
+    server = python_server(*where, "--wsgi", "--max-dynamic-apps", "4")
+    for name in ("alice", "bob"):
+        assert server.get("/", headers={"Host": f"{name}.localhost"}).json()["tenant"] == name
