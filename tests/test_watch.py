@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import app_requirements as reqs
 from support import app_dir, python_block, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,3 +243,22 @@ def test_the_demo_flask_app_reloads_on_save_under_load(tmp_path, start_caddy, ma
         + f" s under a steady load of 2 clients back to back ({len(load.results)} requests, "
         f"{len(load.failures())} failed)"
     )
+
+
+def test_an_app_in_the_main_interpreter_restarts_in_place(tmp_path, start_caddy, make_venv):
+    """FastAPI in `isolation main`: the new instance re-imports the app's own modules
+    in the main interpreter, keeping the venv's compiled ones (pydantic_core)."""
+    app = tmp_path / "fastapi"
+    shutil.copytree(app_dir("fastapi_app"), app, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = make_venv("fastapi", reqs.FASTAPI)
+    server = start_caddy(
+        python_block(None, module_asgi="fastapi_app:app", lifespan="on", isolation="main",
+                     working_dir=app, venv=venv, watch="")
+    )
+    assert server.get_json("/info")["code_version"] == "original"
+    served_after(server, edit(app / "fastapi_helpers.py", 'HELPER_VERSION = "original"', 'HELPER_VERSION = "edited"'),
+                 "edited", path="/info", field="helper_version")
+    info = server.get_json("/info")
+    assert info["interp_id"] == 0 and info["code_version"] == "original"
+    ok = server.post("/items", json={"name": "pen", "price": 1.5, "quantity": 2})
+    assert ok.status_code == 200, ok.text
