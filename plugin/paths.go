@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -66,15 +65,18 @@ func strippedPrefix(r *http.Request) string {
 	return prefix
 }
 
-// asgiPath is the scope's path and raw_path: the full path, with the
-// mount prefix, as ASGI wants it even when Caddy stripped that prefix.
+// asgiPath is the scope's path and raw_path. path is the full path, with
+// the mount prefix, as ASGI wants it even when Caddy stripped that prefix;
+// raw_path is the path as the client sent it, before any rewrite.
 func asgiPath(r *http.Request, script string, stripped bool) (path, raw string) {
-	path, raw = appPath(r), r.URL.EscapedPath()
+	path = appPath(r)
 	if stripped {
 		path = script + path
-		raw = (&url.URL{Path: script}).EscapedPath() + raw
 	}
-	return path, raw
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return path, orig.URL.EscapedPath()
+	}
+	return path, r.URL.EscapedPath()
 }
 
 // requestURI is the URI the client asked for, before any rewrite, as
