@@ -246,7 +246,7 @@ func fill(r io.Reader, buf []byte) (int, error) {
 
 // scopeFields packs what the adapter needs to build an ASGI scope; the order
 // is the one pyadapters/asgi.py unpacks.
-func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []string {
+func scopeFields(r *http.Request, scriptName string, body []byte, more bool) []string {
 	version := "1.1"
 	switch {
 	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
@@ -258,11 +258,9 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []str
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	path := appPath(r)
 	// ASGI keeps the full path and names the mount point in root_path.
-	if !mountedAt(path, rootPath) {
-		rootPath = ""
-	}
+	rootPath, _, stripped := mountPoint(r, scriptName)
+	path, rawPath := asgiPath(r, rootPath, stripped)
 	var hb strings.Builder
 	writeHeader := func(name, value string) {
 		if hb.Len() > 0 {
@@ -305,7 +303,7 @@ func scopeFields(r *http.Request, rootPath string, body []byte, more bool) []str
 		moreFlag = "1"
 	}
 	return []string{
-		version, r.Method, scheme, path, r.URL.EscapedPath(),
+		version, r.Method, scheme, path, rawPath,
 		r.URL.RawQuery, rootPath, hb.String(),
 		clientHost, clientPort, serverHost, serverPort,
 		bytesField(body), moreFlag,

@@ -15,19 +15,18 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("python", httpcaddyfile.After, "reverse_proxy")
 }
 
-// parsePythonDirective is RegisterHandlerDirective's work plus one thing: a
-// `/prefix/*` path matcher becomes the app's SCRIPT_NAME, as a WSGI app
-// mounted under a prefix expects.
+// parsePythonDirective is RegisterHandlerDirective's work plus a name: a
+// block is named after its site and its matcher, or without one after the
+// matcher of the handle_path (handle, route) it sits in. The matcher only
+// selects requests: the app sees their full path (see paths.go).
 func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
-	prefix, matcher := "", ""
+	file, line := h.File(), h.Line()
+	matcher := ""
 	if h.NextArg() {
 		matcher = h.Val()
-		if tok := h.Val(); strings.HasPrefix(tok, "/") && strings.HasSuffix(tok, "/*") {
-			prefix = strings.TrimSuffix(tok, "/*")
-		}
 	}
 	h.Reset()
 	h.Next()
@@ -35,11 +34,14 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 	if err != nil {
 		return nil, err
 	}
-	p := &Python{ScriptName: prefix}
+	p := new(Python)
 	if err := p.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
 	if p.Name == "" {
+		if matcher == "" {
+			matcher = enclosingMatcher(h, file, line)
+		}
 		p.Name = defaultName(siteAddress(h), matcher)
 	}
 	return h.NewRoute(matcherSet, p), nil
@@ -66,6 +68,9 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    start_timeout <duration>
 //	    max_requests <n>
 //	    max_memory   <size>
+//	    watch        [<glob> ...]    (autoreload: the same, with no globs)
+//	    max_dynamic_apps     <n>     (with placeholders in the settings)
+//	    dynamic_idle_timeout <duration>
 //	}
 func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -74,6 +79,24 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		sub := d.Val()
+		switch sub {
+		case "watch", "autoreload":
+			if err := p.unmarshalWatch(d); err != nil {
+				return err
+			}
+			continue
+		case "max_dynamic_apps", "dynamic_idle_timeout":
+			if err := p.unmarshalDynamic(d, sub); err != nil {
+				return err
+			}
+			continue
+		}
+		if ok, err := p.unmarshalSnake(d, sub); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if handled, err := p.unmarshalControl(d, sub); handled {
 			if err != nil {
 				return err
@@ -141,7 +164,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, %s)", sub, controlDirectives)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch, max_dynamic_apps, dynamic_idle_timeout, %s)", sub, controlDirectives)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {
@@ -152,6 +175,9 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if p.Lifespan == "on" && p.ModuleASGI == "" {
 		return d.Err("lifespan applies to ASGI apps (module_asgi) only")
+	}
+	if err := refuseRuntime(p.Runtime, p.ModuleASGI != ""); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

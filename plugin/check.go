@@ -44,6 +44,7 @@ type checkReport struct {
 	Refused    string      `json:"refused"` // the extension module that refused the interpreter
 	Why        string      `json:"why"`     // why it did: "own-gil", "once", "init" (vivarium_boot.Refusal)
 	Extensions []extension `json:"extensions"`
+	Interface  string      `json:"interface"` // "wsgi" or "asgi", when it imported
 	// Crash is set when the start killed its process; Error then says so
 	// and Refused names what was loading.
 	Crash *probeCrash `json:"-"`

@@ -59,22 +59,19 @@ func (e *environ) bytes() []byte {
 }
 
 // buildEnviron packs the CGI variables of PEP 3333 for r. scriptName is the
-// path prefix the app is mounted at.
+// `script_name` setting (see mountPoint).
 func buildEnviron(buf []byte, r *http.Request, scriptName string) []byte {
 	var e environ
 	e.reset(buf)
 	e.add("REQUEST_METHOD", r.Method)
 
-	path := appPath(r)
-	script := ""
-	if mountedAt(path, scriptName) {
-		script, path = scriptName, path[len(scriptName):]
-	}
+	script, path, _ := mountPoint(r, scriptName)
 	e.add("SCRIPT_NAME", script)
 	e.add("PATH_INFO", path)
 	e.add("QUERY_STRING", r.URL.RawQuery)
-	e.add("REQUEST_URI", r.RequestURI)
-	e.add("RAW_URI", r.RequestURI)
+	uri := requestURI(r)
+	e.add("REQUEST_URI", uri)
+	e.add("RAW_URI", uri)
 	e.add("SERVER_PROTOCOL", r.Proto)
 
 	if ct := r.Header.Get("Content-Type"); ct != "" {

@@ -61,8 +61,8 @@ type Python struct {
 	// "main", the main interpreter itself (one app per process).
 	Isolation string `json:"isolation,omitempty"`
 	// ScriptName is the path prefix the app is mounted at: it becomes
-	// SCRIPT_NAME and is cut from PATH_INFO. The Caddyfile sets it from a
-	// `/prefix/*` matcher.
+	// SCRIPT_NAME (ASGI root_path) and is cut from PATH_INFO. Without it,
+	// the prefix a rewrite such as handle_path stripped is the mount point.
 	ScriptName string `json:"script_name,omitempty"`
 	// WebSocketCompression negotiates permessage-deflate with WebSocket
 	// clients that offer it: "on" (default) or "off".
@@ -71,6 +71,19 @@ type Python struct {
 	// config. The Caddyfile derives it from the site and matcher; JSON
 	// without one gets it from script_name, else the module.
 	Name string `json:"name,omitempty"`
+	// Watch restarts the app (new interpreters first, then the old ones
+	// drain) when a file under working_dir that matches one of these globs
+	// changes. See watch.go.
+	Watch []string `json:"watch,omitempty"`
+	// caddy-snake's names for some of these (venv_path, workers, autoreload),
+	// and what cannot be honoured.
+	// MaxDynamicApps bounds the apps a block with placeholders runs at once
+	// (one per distinct value). Default 32. See dynamic.go.
+	MaxDynamicApps int `json:"max_dynamic_apps,omitempty"`
+	// DynamicIdleTimeout ends such an app after this long without a request.
+	// Default 10m.
+	DynamicIdleTimeout caddy.Duration `json:"dynamic_idle_timeout,omitempty"`
+	snakeFields
 
 	// Env sets environment variables for this app alone: its os.environ and
 	// os.getenv see them, other apps and the process environment do not.
@@ -95,7 +108,9 @@ type Python struct {
 	MaxMemory int64 `json:"max_memory,omitempty"`
 
 	env        map[string]string // Env over EnvFile's
-	app        *appSlot
+	app        *appSlot          // nil for a dynamic block
+	watcher    *watcher          // with Watch
+	dynamic    *dynamicApps      // with placeholders: one app per value
 	logger     *zap.Logger
 	mainConfig context.Context // the config this app holds the main interpreter for
 	metrics    *appMetrics
@@ -166,6 +181,9 @@ func (p *Python) name() string {
 // interpreters. A failure refuses the config; nothing is left running.
 func (p *Python) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	if err := p.applySnakeFields(); err != nil {
+		return err
+	}
 	if p.Interpreters == 0 {
 		p.Interpreters = 1
 	}
@@ -235,6 +253,10 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		maxQueue:     p.MaxQueue,
 		controls:     p.controls(),
 	}
+	if p.isDynamic() {
+		p.dynamic, err = newDynamicApps(p, cfg)
+		return err
+	}
 	a, err := startApp(cfg, p.logger)
 	if err != nil {
 		p.releaseMain()
@@ -248,6 +270,12 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	}
 	p.app = &appSlot{}
 	p.app.Store(a)
+	if len(p.Watch) > 0 {
+		// On failure Caddy calls Cleanup, which stops the app.
+		if p.watcher, err = watchApp(p); err != nil {
+			return fmt.Errorf("%s: watch %s: %v", p.name(), p.WorkingDir, err)
+		}
+	}
 	return nil
 }
 
@@ -292,12 +320,12 @@ func (p *Python) Validate() error {
 			return fmt.Errorf("%s: %v", p.name(), err)
 		}
 	}
-	if p.WorkingDir != "" {
+	if p.WorkingDir != "" && !hasPlaceholder(p.WorkingDir) {
 		if st, err := os.Stat(p.WorkingDir); err != nil || !st.IsDir() {
 			return fmt.Errorf("%s: working_dir %s is not a directory", p.name(), p.WorkingDir)
 		}
 	}
-	if p.Venv != "" {
+	if p.Venv != "" && !hasPlaceholder(p.Venv) {
 		if st, err := os.Stat(p.Venv); err != nil || !st.IsDir() {
 			return fmt.Errorf("%s: venv %s is not a directory; create it with python%s -m venv %s", p.name(), p.Venv, pythonXY, p.Venv)
 		}
@@ -308,6 +336,12 @@ func (p *Python) Validate() error {
 // Cleanup stops the app once Caddy no longer routes to it: its workers finish
 // the requests they have, then its interpreters end.
 func (p *Python) Cleanup() error {
+	// First, so that no restart it would start holds up the stop.
+	p.watcher.close()
+	p.watcher = nil
+	if p.dynamic != nil {
+		p.dynamic.close()
+	}
 	if p.app != nil {
 		p.app.restartMu.Lock()
 		defer p.app.restartMu.Unlock()
@@ -377,10 +411,18 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	// Deferred, so that a response cut short (a panic with
 	// http.ErrAbortHandler) is counted too.
 	defer func() { p.metrics.account(&out, err, start) }()
-	if p.ModuleASGI != "" {
-		return p.serveASGI(w, r, &out)
+	target := p
+	if p.dynamic != nil {
+		var release func()
+		if target, release, err = p.dynamic.get(r); err != nil {
+			return err
+		}
+		defer release()
 	}
-	return p.serveWSGI(w, r, &out)
+	if target.ModuleASGI != "" {
+		return target.serveASGI(w, r, &out)
+	}
+	return target.serveWSGI(w, r, &out)
 }
 
 // serveWSGI queues the request for the app and waits until a worker has

@@ -137,3 +137,39 @@ func releaseName(config *prometheus.Registry, name string) {
 		delete(configNames.byConfig, config)
 	}
 }
+
+// enclosingMatcher is, for a block without a matcher of its own, the path
+// of the handle_path it sits in: `handle_path /api/* { python {...} }` is
+// named after /api/*. The nested directive's Helper holds only its own
+// tokens; the site block holds them all, so the enclosing directive is the
+// segment that has this block's token at file:line (read by reflection, as
+// siteAddress reads the site's keys). `handle` and `route` took their
+// matcher token out of those tokens as they parsed it, so blocks under them
+// are named after the site alone.
+func enclosingMatcher(h httpcaddyfile.Helper, file string, line int) string {
+	segments := reflect.ValueOf(h).FieldByName("parentBlock").FieldByName("Segments")
+	if !segments.IsValid() || segments.Kind() != reflect.Slice {
+		return ""
+	}
+	text := func(tok reflect.Value) string { return tok.FieldByName("Text").String() }
+	at := func(tok reflect.Value) (string, int64) {
+		return tok.FieldByName("File").String(), tok.FieldByName("Line").Int()
+	}
+	for i := 0; i < segments.Len(); i++ {
+		seg := segments.Index(i)
+		for j := 1; j < seg.Len(); j++ {
+			if f, l := at(seg.Index(j)); f != file || l != int64(line) || text(seg.Index(j)) != "python" {
+				continue
+			}
+			_, first := at(seg.Index(0))
+			if _, second := at(seg.Index(1)); second != first {
+				return "" // the enclosing directive has no matcher either
+			}
+			if m := text(seg.Index(1)); strings.HasPrefix(m, "/") || strings.HasPrefix(m, "@") {
+				return m
+			}
+			return ""
+		}
+	}
+	return ""
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite" // handle_path
 )
 
 func adapt(t *testing.T, input string) (string, error) {
@@ -88,4 +89,32 @@ func TestNamesAreCheckedAndUniquePerConfig(t *testing.T) {
 	}
 	releaseName(one, "x")
 	releaseName(two, "x")
+}
+
+func TestBlocksWithoutMatcherAreNamedAfterTheEnclosingOne(t *testing.T) {
+	out, err := adapt(t, `http://localhost:8080 {
+		handle_path /flask/* {
+			python {
+				module_wsgi app:app
+			}
+		}
+		handle_path /django/* {
+			python {
+				module_wsgi site.wsgi:application
+			}
+		}
+		route {
+			python {
+				module_wsgi other:app
+			}
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"name":"localhost-8080-flask"`, `"name":"localhost-8080-django"`, `"name":"localhost-8080"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, out)
+		}
+	}
 }

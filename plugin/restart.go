@@ -44,6 +44,9 @@ type restartResult struct {
 // stops the old one, waiting for it to drain. On failure the old instance
 // keeps serving.
 func (p *Python) restart(reason string) (restartResult, error) {
+	if p.dynamic != nil {
+		return p.dynamic.restart(reason)
+	}
 	p.app.restartMu.Lock()
 	defer p.app.restartMu.Unlock()
 	if p.app.stopped {

@@ -139,7 +139,7 @@ func (w *worker) view(ended bool, mono int64) threadView {
 	case w.running == nil:
 		return threadView{State: "assigned"}
 	}
-	r := &runningView{Method: w.running.Method, Path: w.running.URL.Path}
+	r := &runningView{Method: w.running.Method, Path: clientPath(w.running)}
 	var since int64
 	if !ended {
 		since = int64(atomic.LoadUint64((*uint64)(unsafe.Pointer(&w.c.py_since))))
@@ -165,7 +165,7 @@ func (a *app) asgiRunning() map[*loop][]runningView {
 		q := v.(*asgiRequest)
 		if loops[q.loop] {
 			out[q.loop] = append(out[q.loop], runningView{
-				Method: q.r.Method, Path: q.r.URL.Path, Seconds: float64(now-q.start) / 1e9, WebSocket: q.websocket,
+				Method: q.r.Method, Path: clientPath(q.r), Seconds: float64(now-q.start) / 1e9, WebSocket: q.websocket,
 			})
 		}
 		return true

@@ -448,18 +448,32 @@ def _share_path(isolation: int) -> None:
         _vivarium.share_path(list(sys.path))
 
 
+def _interface(app: Any) -> str:
+    """"asgi" for an ASGI 3 app (a coroutine function, or an object whose
+    __call__ is one: Starlette, FastAPI, Django's ASGIHandler), else "wsgi"."""
+    import inspect
+
+    call = getattr(app, "__call__", None)
+    if inspect.iscoroutinefunction(app) or (call is not None and inspect.iscoroutinefunction(call)):
+        return "asgi"
+    return "wsgi"
+
+
 def _check(cfg: dict[str, Any]) -> str:
     """For `caddy python-check`: imports the app and reports, as JSON, whether
     it loaded and which extension modules outside the standard library it loaded."""
     from importlib.machinery import ExtensionFileLoader
 
     before = set(sys.modules)
-    report: dict[str, Any] = {"ok": True, "error": None, "refused": None, "why": None, "extensions": []}
+    report: dict[str, Any] = {
+        "ok": True, "error": None, "refused": None, "why": None, "extensions": [], "interface": None,
+    }
     try:
         _setup_path(cfg["working_dir"], cfg["venv"])
         _share_path(int(cfg["isolation"]))
         default_attr = json.loads(cfg["options"]).get("default_attr") or "app"
-        _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], default_attr, _progress_writer(cfg))
+        app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], default_attr, _progress_writer(cfg))
+        report["interface"] = _interface(app)
     except AppError as e:
         report.update(ok=False, error=str(e))
         if e.refusal is not None:

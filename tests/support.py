@@ -55,14 +55,23 @@ def python_block(
     *,
     module_asgi: str | None = None,
     lifespan: str | None = None,
+    strip_prefix: bool = True,
     **options,
 ) -> str:
     """A `python` Caddyfile block for a WSGI app (module_wsgi) or an ASGI app
     (module_asgi, with `lifespan on|off` when given). Options with value None are
     left out; path-like options (working_dir, venv) are quoted. Options are written
-    in the order given."""
+    in the order given.
+
+    An app at a `/prefix/*` matcher is mounted there: the block goes inside
+    `handle_path /prefix/*`, so Caddy strips the prefix and the app gets it as
+    SCRIPT_NAME (root_path). strip_prefix=False writes `python /prefix/*` itself,
+    whose app sees the full path."""
     if (module_wsgi is None) == (module_asgi is None):
         raise ValueError("python_block wants exactly one of module_wsgi and module_asgi")
+    if strip_prefix and matcher and matcher.startswith("/") and matcher.endswith("/*") and matcher != "/*":
+        inner = python_block(None, module_wsgi, module_asgi=module_asgi, lifespan=lifespan, **options)
+        return f"handle_path {matcher} {{\n{textwrap.indent(inner, chr(9))}\n}}"
     head = "python" if not matcher else f"python {matcher}"
     if module_wsgi is not None:
         lines = [f"{head} {{", f"\tmodule_wsgi {q(module_wsgi)}"]

@@ -247,6 +247,7 @@ def test_duplicate_and_invalid_names_are_refused(caddy_must_refuse):
     assert 'two python apps in this config are named \\"same\\"' in twice.output
 
     # Two blocks under `handle` have no matcher of their own: the same derived name.
+    # (Under `handle_path` a block is named after its path.)
     derived = caddy_must_refuse("\n".join([
         "handle /a/* {", block("wsgi", None), "}",
         "handle /b/* {", block("wsgi", None), "}",

@@ -46,7 +46,7 @@ def wait_until_closed(server, route, token, timeout=15):
 # ------------------------------------------------------------------ the environ
 
 
-def test_script_name_is_the_matcher_prefix_and_path_info_the_rest(server):
+def test_script_name_is_the_prefix_handle_path_stripped_and_path_info_the_rest(server):
     env = environ_of(server, path="/api/environ/deeper/path")
     assert env["SCRIPT_NAME"] == "/api"
     assert env["PATH_INFO"] == "/environ/deeper/path"

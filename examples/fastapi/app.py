@@ -7,7 +7,7 @@ Django and Starlette apps in their own interpreters. It still has its own venv a
 sys.path. ``caddy python-check "app:app" --working-dir examples/fastapi --venv
 examples/fastapi/.venv`` shows why.
 
-Caddy mounts it under /fastapi (``python /fastapi/* {...}``): the ASGI scope has
+Caddy mounts it under /fastapi (``handle_path /fastapi/* { python {...} }``): the ASGI scope has
 root_path=/fastapi and the full path, e.g. /fastapi/items, and FastAPI routes and
 builds its /docs page from that by itself.
 

@@ -1,6 +1,6 @@
 """A small Flask app for the Vivarium demo.
 
-Caddy mounts it under /flask (``python /flask/* {...}`` in examples/Caddyfile), so the
+Caddy mounts it under /flask (``handle_path /flask/* { python {...} }`` in examples/Caddyfile), so the
 server passes SCRIPT_NAME=/flask and Flask's url_for() builds /flask/... links by itself.
 Nothing here knows about Vivarium: the same file runs under any WSGI server.
 """

@@ -1,6 +1,6 @@
 """A small Starlette app for the Vivarium demo: server-sent events and a WebSocket echo.
 
-Caddy mounts it under /starlette (``python /starlette/* {...}`` in examples/Caddyfile).
+Caddy mounts it under /starlette (``handle_path /starlette/* { python {...} }`` in examples/Caddyfile).
 The ASGI scope then has root_path=/starlette and the full path, e.g. /starlette/events,
 and Starlette routes that to the /events route by itself. The page below uses relative
 URLs (``events``, ``ws``), so it works under any prefix.

@@ -1,6 +1,6 @@
 """Settings for the Django demo served by Vivarium under /django.
 
-Caddy passes SCRIPT_NAME=/django (from ``python /django/* {...}``), so reverse() and
+Caddy passes SCRIPT_NAME=/django (from ``handle_path /django/* { python {...} }``), so reverse() and
 {% url %} produce /django/... links without FORCE_SCRIPT_NAME. Static files are not
 served by Django: ``manage.py collectstatic`` copies them to STATIC_ROOT and Caddy's
 file_server answers /django/static/*.

@@ -1,0 +1,173 @@
+package plugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// Configs written for caddy-snake run unchanged where Vivarium can honour
+// them: its names are aliases of Vivarium's settings; what it cannot honour
+// is refused with what to use instead.
+
+// snakeFields are caddy-snake's JSON names, embedded in Python.
+type snakeFields struct {
+	// VenvPath is caddy-snake's JSON name for venv.
+	VenvPath string `json:"venv_path,omitempty"`
+	// Workers is caddy-snake's name for interpreters ("0": one per CPU).
+	Workers snakeCount `json:"workers,omitzero"`
+	// Autoreload "on" is watch with its default globs.
+	Autoreload string `json:"autoreload,omitempty"`
+	// Refused with what to use instead.
+	PythonPath string `json:"python_path,omitempty"`
+	Runtime    string `json:"runtime,omitempty"`
+	ModuleESGI string `json:"module_esgi,omitempty"`
+}
+
+// snakeCount is a count written as a number or a string, as caddy-snake
+// writes it; 0 means one per CPU.
+type snakeCount struct {
+	set bool
+	n   int
+}
+
+func (c *snakeCount) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		s = string(b)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("workers: want a whole number, got %s", b)
+	}
+	*c = snakeCount{set: true, n: n}
+	return nil
+}
+
+func (c snakeCount) MarshalJSON() ([]byte, error) { return json.Marshal(c.n) }
+
+func (c snakeCount) IsZero() bool { return !c.set }
+
+// Refusals, shared by the Caddyfile, JSON and python-server.
+const (
+	refusePythonPath = "python_path: Vivarium embeds its Python in the caddy binary (the one `caddy version` was built with); " +
+		"give the app's packages with venv, a virtualenv made with that Python"
+	refuseESGI = "module_esgi: Vivarium serves WSGI (module_wsgi) and ASGI (module_asgi) apps, not ESGI"
+	refuseDock = "isolation docker: Vivarium runs apps inside the Caddy process; use isolation interpreter (the default), " +
+		"shared or main, and run apps that must not share a process in a Caddy of their own"
+	refuseCache = "cache: the interpreters of an app share no memory in Vivarium either; keep shared state in a store " +
+		"such as Redis or SQLite"
+	refuseBody = "request_body inside python: use Caddy's own request_body directive (request_body { max_size 10MB }) " +
+		"in the site, before python"
+)
+
+// refuseRuntime names what a runtime value means in Vivarium: WSGI runs on
+// threads ("sync") and ASGI on asyncio ("native"); other runtimes are refused.
+func refuseRuntime(runtime string, asgi bool) error {
+	switch {
+	case runtime == "":
+		return nil
+	case !asgi && runtime == "sync", asgi && runtime == "native":
+		return nil
+	case runtime == "uvloop":
+		return fmt.Errorf("runtime uvloop: Vivarium's ASGI apps run on asyncio's own loop (uvloop does not load in " +
+			"subinterpreters); drop the runtime line, or write runtime native")
+	case runtime == "gevent":
+		return fmt.Errorf("runtime gevent: Vivarium runs WSGI requests on threads of its own; drop the runtime line " +
+			"and raise threads for an app that waits on I/O")
+	}
+	want := "sync (WSGI)"
+	if asgi {
+		want = "native (ASGI)"
+	}
+	return fmt.Errorf("runtime %q: Vivarium has one runtime per kind of app: %s; drop the runtime line", runtime, want)
+}
+
+// applySnakeFields folds caddy-snake's JSON names into Vivarium's.
+func (p *Python) applySnakeFields() error {
+	s := &p.snakeFields
+	if s.PythonPath != "" {
+		return fmt.Errorf("python: %s", refusePythonPath)
+	}
+	if s.ModuleESGI != "" {
+		return fmt.Errorf("python: %s", refuseESGI)
+	}
+	if err := refuseRuntime(s.Runtime, p.ModuleASGI != ""); err != nil {
+		return fmt.Errorf("python: %v", err)
+	}
+	if s.VenvPath != "" {
+		if p.Venv != "" && p.Venv != s.VenvPath {
+			return fmt.Errorf("python: venv %q and venv_path %q disagree; give one", p.Venv, s.VenvPath)
+		}
+		p.Venv = s.VenvPath
+	}
+	if s.Workers.set && p.Interpreters == 0 {
+		p.Interpreters = Count(s.Workers.n)
+		if s.Workers.n == 0 {
+			p.Interpreters = CountAuto
+		}
+	}
+	switch s.Autoreload {
+	case "", "off":
+	case "on":
+		if len(p.Watch) == 0 {
+			p.Watch = defaultWatchGlobs
+		}
+	default:
+		return fmt.Errorf("python: autoreload must be on or off, not %q", s.Autoreload)
+	}
+	*s = snakeFields{}
+	return nil
+}
+
+// unmarshalSnake reads caddy-snake's Caddyfile subdirectives that are not
+// Vivarium's own; ok is false for any other.
+func (p *Python) unmarshalSnake(d *caddyfile.Dispenser, sub string) (ok bool, err error) {
+	switch sub {
+	case "workers":
+		var arg string
+		if !d.AllArgs(&arg) {
+			return true, d.Err("workers takes exactly one value")
+		}
+		if arg == "0" {
+			arg = "auto"
+		}
+		if err := p.Interpreters.parse(arg); err != nil {
+			return true, d.Errf("workers (caddy-snake's name for interpreters): %v", err)
+		}
+		return true, nil
+	case "env_var":
+		// caddy-snake's name for env: env_var NAME value.
+		return p.unmarshalControl(d, "env")
+	case "python_path":
+		return true, d.Err(refusePythonPath)
+	case "module_esgi":
+		return true, d.Err(refuseESGI)
+	case "cache":
+		return true, d.Err(refuseCache)
+	case "request_body":
+		return true, d.Err(refuseBody)
+	case "runtime":
+		var arg string
+		if !d.AllArgs(&arg) {
+			return true, d.Err("runtime takes exactly one value")
+		}
+		if arg != "sync" && arg != "native" {
+			return true, d.Err(refuseRuntime(arg, p.ModuleASGI != "").Error())
+		}
+		// Which of the two fits is known once the block is read.
+		p.Runtime = arg
+		return true, nil
+	case "isolation":
+		if d.CountRemainingArgs() == 1 {
+			d.NextArg()
+			if d.Val() == "docker" {
+				return true, d.Err(refuseDock)
+			}
+			d.Prev()
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,119 @@
+"""Caddyfiles and JSON configs written for caddy-snake run unchanged: its names
+(`workers`, `autoreload`, `venv_path`, `runtime sync|native`) are aliases of
+Vivarium's settings, its `python /item/*` hands the app the full path as Vivarium
+now does, and what Vivarium cannot honour is refused with what to use instead."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import httpx
+
+import pytest
+
+import app_requirements as reqs
+from support import Caddy, app_dir, caddy_env, q, tail, wait_until
+
+SNAKE = app_dir("snake")
+
+
+@pytest.fixture(scope="module")
+def flask_venv(make_venv):
+    return make_venv("flask", reqs.FLASK)
+
+
+def test_a_caddy_snake_caddyfile_runs_unchanged(start_caddy, flask_venv):
+    server = start_caddy(
+        f"""python /item/* {{
+	module_wsgi "main:app"
+	working_dir {q(SNAKE)}
+	venv {q(flask_venv)}
+	workers 2
+	runtime sync
+	autoreload
+}}
+python /hello-world {{
+	module_wsgi "main:app"
+	working_dir {q(SNAKE)}
+	venv {q(flask_venv)}
+}}"""
+    )
+    assert server.get("/hello-world").text == "Hello world!"
+    assert server.get_json("/item/pen")["item"] == "pen"
+    started = [e for _, e in server.log_entries_containing("interpreter started") if e]
+    assert len(started) == 3, started  # workers 2 for /item/*, 1 for /hello-world
+
+
+def test_a_caddy_snake_json_config_runs_unchanged(caddy_launcher, flask_venv, tmp_path):
+    """The JSON caddy-snake's own `caddy adapt` writes, with its field names."""
+    app = tmp_path / "snake"
+    shutil.copytree(SNAKE, app, ignore=shutil.ignore_patterns("__pycache__"))
+    caddy: Caddy = caddy_launcher.new("snake-json")
+    config = {
+        "admin": {"listen": caddy.admin_address},
+        "apps": {
+            "http": {
+                "servers": {
+                    "srv0": {
+                        "listen": [f"127.0.0.1:{caddy.http_port}"],
+                        "routes": [
+                            {
+                                "match": [{"path": ["/item/*"]}],
+                                "handle": [
+                                    {
+                                        "handler": "python",
+                                        "module_wsgi": "main:app",
+                                        "working_dir": str(app),
+                                        "venv_path": str(flask_venv),
+                                        "workers": "2",
+                                        "autoreload": "on",
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                }
+            }
+        },
+    }
+    (caddy.workdir / "caddy.json").write_text(json.dumps(config))
+    log = open(caddy.log_path, "ab")
+    caddy.proc = subprocess.Popen(
+        [caddy.binary, "run", "--config", "caddy.json"], cwd=caddy.workdir,
+        stdout=log, stderr=subprocess.STDOUT, env=caddy_env(caddy.workdir),
+    )
+    caddy._log_handle = log
+    caddy_launcher.running.append(caddy)
+    try:
+        assert wait_until(caddy.port_answers, timeout=60), tail(caddy.log_text())
+        caddy.client = httpx.Client(base_url=caddy.base_url, timeout=60)
+        assert caddy.get_json("/item/cup")["item"] == "cup"
+        assert caddy.wait_for_log('"interpreter":1'), "workers 2 should start two interpreters"
+        (app / "main.py").write_text((app / "main.py").read_text() + "\n# edited\n")
+        assert caddy.wait_for_log("app restarted", timeout=30), "autoreload on should watch the app"
+    finally:
+        caddy.stop()
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("python_path /usr/bin/python3", "venv"),
+        ("runtime gevent", "threads"),
+        ("isolation docker {\n\t\timage python:3.14-slim\n\t}", "isolation interpreter"),
+        ("cache {\n\t}", "Redis"),
+        ("request_body {\n\t\tmax_size 1MB\n\t}", "request_body { max_size"),
+    ],
+)
+def test_what_vivarium_cannot_honour_is_refused_with_what_to_use(caddy_must_refuse, line, says):
+    failure = caddy_must_refuse(f'python /* {{\n\tmodule_wsgi "main:app"\n\tworking_dir {q(SNAKE)}\n\t{line}\n}}')
+    assert failure.returncode != 0
+    assert says in failure.output, failure.output[-2000:]
+    number = failure.line_of(line.split()[0])
+    assert re.search(rf"Caddyfile:{number}\b", failure.output), failure.output[-2000:]
+
+
+def test_module_esgi_is_refused_with_what_to_use(caddy_must_refuse):
+    failure = caddy_must_refuse(f'python /* {{\n\tmodule_esgi "main:application"\n\tworking_dir {q(SNAKE)}\n}}')
+    assert "module_wsgi" in failure.output and "module_asgi" in failure.output
