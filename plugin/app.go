@@ -38,6 +38,7 @@ type appConfig struct {
 	threads      int
 	maxQueue     int
 	options      map[string]any // more adapter options (python-check's)
+	user, group  string         // isolation process: who its processes run as
 }
 
 // app is one running instance of a `python` block: its interpreters, their
@@ -53,6 +54,7 @@ type app struct {
 	started time.Time
 	state   atomic.Int32 // appStarting ... appEnded
 	mu      sync.Mutex   // held to read a live interpreter's C half (snapshot.go)
+	procs   *processApp  // isolation process: its processes (process.go)
 }
 
 // interpreter is one of an app's interpreters and its worker threads.
@@ -80,6 +82,15 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 		started: time.Now(),
 	}
 	apps.Store(a.id, a)
+	if cfg.isolation == isolationProcessCode {
+		if err := a.startProcesses(); err != nil {
+			a.stop()
+			return nil, err
+		}
+		a.state.Store(appServing)
+		a.metrics.addInstance(a)
+		return a, nil
+	}
 	for i := 0; i < cfg.interpreters; i++ {
 		if err := a.startInterpreter(i); err != nil {
 			a.stop()
@@ -246,6 +257,13 @@ func (a *app) stop() {
 		if a.state.CompareAndSwap(s, appDraining) {
 			break
 		}
+	}
+	if a.procs != nil {
+		a.procs.stop()
+		apps.Delete(a.id)
+		a.state.Store(appEnded)
+		a.metrics.removeInstance(a)
+		return
 	}
 	a.pool.close()
 	for _, in := range a.interps {

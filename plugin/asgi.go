@@ -111,6 +111,9 @@ func (q *asgiRequest) written(n int) {
 	if resume {
 		q.loop.post(evResume, q.token)
 	}
+	if q.loop.remote != nil {
+		q.loop.remote.ack(q.token, n)
+	}
 }
 
 func (q *asgiRequest) isGone() bool {
@@ -320,7 +323,7 @@ func (a *app) pickLoop() (*loop, error) {
 	var total int64
 	for _, in := range a.interps {
 		l := in.loop
-		if l == nil {
+		if l == nil || l.unavailable() {
 			continue
 		}
 		n := l.active.Load()
@@ -330,7 +333,7 @@ func (a *app) pickLoop() (*loop, error) {
 		}
 	}
 	if best == nil {
-		return nil, errClosed
+		return nil, a.noLoop()
 	}
 	if total >= int64(a.cfg.maxQueue) {
 		return nil, errTooBusy
@@ -455,7 +458,6 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 				} else {
 					finished = true
 				}
-				q.written(len(m.b))
 				if finished {
 					// The response is complete; the app may still run
 					// (background tasks) and post postDone later.
@@ -464,6 +466,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 					}
 					return nil
 				}
+				q.written(len(m.b))
 			case postDone:
 				if reader != nil {
 					select {
@@ -479,6 +482,9 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 					// The client left first: nothing to answer, and no
 					// response the app did not send.
 					panic(http.ErrAbortHandler)
+				}
+				if m.flags&flagLost != 0 && !headerSent {
+					return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("%s: %w", p.name(), errLost))
 				}
 				if m.flags&flagAbort != 0 || !headerSent {
 					if headerSent {

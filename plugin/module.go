@@ -58,8 +58,14 @@ type Python struct {
 	// Isolation is where the app runs: "interpreter" (default), its own
 	// interpreter with its own GIL; "shared", its own interpreter under the
 	// main GIL, for extension modules that refuse own-GIL interpreters;
-	// "main", the main interpreter itself (one app per process).
+	// "main", the main interpreter itself (one app per process); "process",
+	// child processes of Caddy, `interpreters` of them; "auto", interpreter
+	// where the app loads there, else process.
 	Isolation string `json:"isolation,omitempty"`
+	// User and Group run an `isolation process` app's processes as this
+	// user and group (names or numeric ids). Caddy must run as root.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
 	// ScriptName is the path prefix the app is mounted at: it becomes
 	// SCRIPT_NAME and is cut from PATH_INFO. The Caddyfile sets it from a
 	// `/prefix/*` matcher.
@@ -184,18 +190,27 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		return err
 	}
 	p.metrics = acquireMetrics(p.Name, p)
+	kind := "wsgi"
+	if p.ModuleASGI != "" {
+		kind = "asgi"
+	}
+	appLogger := p.logger.With(zap.String("app", p.Name), zap.String("module", p.module()), zap.String("working_dir", p.WorkingDir))
+	if p.Isolation == isolationAuto {
+		if err := p.chooseIsolation(kind, appLogger); err != nil {
+			return err
+		}
+	}
 	if p.Isolation == isolationMain {
 		if err := claimMain(ctx, p.name()); err != nil {
 			return err
 		}
 		p.mainConfig = ctx.Context
 	}
-	raiseGOMAXPROCS(p.logger)
-	p.logger = p.logger.With(zap.String("app", p.Name), zap.String("module", p.module()), zap.String("working_dir", p.WorkingDir))
-	kind := "wsgi"
-	if p.ModuleASGI != "" {
-		kind = "asgi"
+	if p.Isolation != isolationProcess {
+		// Calls from C threads into Go happen in the app's processes instead.
+		raiseGOMAXPROCS(p.logger)
 	}
+	p.logger = appLogger
 	cfg := appConfig{
 		metrics:      p.metrics,
 		kind:         kind,
@@ -207,6 +222,8 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		interpreters: int(p.Interpreters),
 		threads:      p.Threads,
 		maxQueue:     p.MaxQueue,
+		user:         p.User,
+		group:        p.Group,
 	}
 	a, err := startApp(cfg, p.logger)
 	if err != nil {
@@ -244,8 +261,11 @@ func (p *Python) Validate() error {
 	if p.Interpreters < 1 && p.Interpreters != CountAuto {
 		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
 	}
-	if _, ok := isolationCodes[p.Isolation]; !ok && p.Isolation != "" {
-		return fmt.Errorf("%s: isolation must be interpreter, shared or main, not %q", p.name(), p.Isolation)
+	if !knownIsolation(p.Isolation) && p.Isolation != "" {
+		return fmt.Errorf("%s: isolation must be %s, not %q", p.name(), isolationNames, p.Isolation)
+	}
+	if err := p.validateProcess(); err != nil {
+		return err
 	}
 	if p.Isolation == isolationShared || p.Isolation == isolationMain {
 		if p.Interpreters > 1 || p.Interpreters == CountAuto {
@@ -309,7 +329,8 @@ const (
 	isolationMain        = "main"
 )
 
-var isolationCodes = map[string]int{isolationInterpreter: 0, isolationShared: 1, isolationMain: 2}
+var isolationCodes = map[string]int{isolationInterpreter: 0, isolationShared: 1, isolationMain: 2,
+	isolationProcess: isolationProcessCode}
 
 // mainUsers records, per loaded config, the app holding the main interpreter.
 // During a reload the outgoing config's app may still hold it: that is one
@@ -350,6 +371,9 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	// Deferred, so that a response cut short (a panic with
 	// http.ErrAbortHandler) is counted too.
 	defer func() { p.metrics.account(&out, err, start) }()
+	if procs := p.app.Load().procs; procs != nil {
+		return procs.serveHTTP(p, w, r, &out)
+	}
 	if p.ModuleASGI != "" {
 		return p.serveASGI(w, r, &out)
 	}

@@ -1,0 +1,282 @@
+"""`isolation process`: an app in child processes of Caddy (the same binary), each
+hosting the app in its own main interpreter; requests reach them over a socket as the
+packed data the in-process threads get. A child that dies is logged, its requests get
+502, and it is restarted; reload and stop leave no child behind.
+
+Apps: tests/apps/process_app (standard library, WSGI `application` and ASGI `app`),
+streaming (WSGI), asgi_raw and asgi_ws (ASGI), and the FastAPI, Flask and Django apps
+with their pinned venvs (app_requirements.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from support import (
+    RssSampler,
+    app_dir,
+    post_streamed_upload,
+    proc_status,
+    python_block,
+    random_chunks,
+    tail,
+    wait_until,
+)
+
+SIZE = 50 * 1024 * 1024
+CHUNK = 1024 * 1024
+MAX_RSS_GROWTH_KIB = 25 * 1024  # half the body: a process holding it whole cannot pass
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids of the live processes whose parent is pid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(proc_status(int(entry), "PPid")) == pid and proc_status(int(entry), "State")[0] != "Z":
+                found.append(int(entry))
+        except (OSError, KeyError):
+            continue
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return proc_status(pid, "State")[0] != "Z"
+    except OSError:
+        return False
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return [part.decode() for part in fh.read().split(b"\0") if part]
+
+
+def rss_kib(pid: int) -> int:
+    return int(proc_status(pid, "VmRSS").split()[0])
+
+
+def process_block(matcher: str, kind: str, **options) -> str:
+    """A block for tests/apps/process_app in isolation process."""
+    entry = {"module_wsgi": "process_app:application"} if kind == "wsgi" else {"module_asgi": "process_app:app"}
+    options.setdefault("working_dir", app_dir("process_app"))
+    return python_block(matcher, **entry, isolation="process", **options)
+
+
+def concurrently(fn, args_list):
+    with ThreadPoolExecutor(len(args_list)) as pool:
+        return list(pool.map(fn, args_list))
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def kind(request):
+    return request.param
+
+
+# ------------------------------------------------------------ serving from children
+
+
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def two_processes(request, caddy_launcher):
+    """process_app with interpreters 2, beside the stdlib probe in an own-GIL interpreter."""
+    body = "\n".join(
+        [
+            process_block("/p/*", request.param, interpreters=2),
+            python_block("/probe/*", "probe:app", working_dir=app_dir("probe")),
+        ]
+    )
+    caddy = caddy_launcher.start(body)
+    caddy.kind = request.param
+    yield caddy
+    caddy.stop()
+
+
+def test_each_process_is_a_child_of_caddy_running_the_app_in_its_main_interpreter(two_processes):
+    caddy = two_processes
+
+    def sleeper(_):
+        return caddy.get_json("/p/sleep", params={"s": "0.5"})["pid"]
+
+    # Two requests at once go to the two processes.
+    pids = set(concurrently(sleeper, [0, 1]))
+    assert len(pids) == 2, pids
+    assert sorted(pids) == children_of(caddy.pid), (pids, children_of(caddy.pid))
+    for pid in pids:
+        assert pid != caddy.pid
+        assert cmdline(pid)[1:] == ["python-worker"], cmdline(pid)
+    info = caddy.get_json("/p/info")
+    assert info["ppid"] == caddy.pid and info["pid"] in pids, info
+    assert info["interp_id"] == 0, info
+    assert "VIVARIUM_PARENT_PID" not in info["vivarium_env"], "the child's own variable reached the app"
+    # The in-process app still runs in Caddy's own process.
+    assert caddy.get_json("/probe/info")["pid"] == caddy.pid
+
+
+def test_wsgi_multiprocess_is_true_when_other_processes_run_the_app(two_processes):
+    if two_processes.kind != "wsgi":
+        return
+    assert two_processes.get_json("/p/info")["multiprocess"] is True
+
+
+def test_what_the_app_prints_reaches_caddys_log_tagged_with_the_app_and_the_pid(two_processes):
+    caddy = two_processes
+    text = "vivarium-process-print-" + uuid.uuid4().hex
+    pid = caddy.get_json("/p/info")["pid"]
+    assert caddy.get_json("/p/print", params={"text": text}) == {"printed": True}
+    assert caddy.wait_for_log(text), tail(caddy.log_text())
+    entries = [e for _, e in caddy.log_entries_containing(text) if e and e.get("msg") == text]
+    assert entries, caddy.log_entries_containing(text)
+    entry = entries[0]
+    assert entry["app"] == "process_app:application" if caddy.kind == "wsgi" else "process_app:app", entry
+    assert entry["stream"] == "stdout" and entry["level"] == "info", entry
+    assert entry["pid"] == pid, entry
+
+
+def test_a_process_app_needs_no_python_in_caddy_itself(start_caddy):
+    """With only process apps, Caddy's own process never starts CPython."""
+    caddy = start_caddy(process_block("/p/*", "wsgi"))
+    assert caddy.get_json("/p/info")["ppid"] == caddy.pid
+    names = sorted(os.listdir(f"/proc/{caddy.pid}/task"))
+    comms = []
+    for task in names:
+        with open(f"/proc/{caddy.pid}/task/{task}/comm") as fh:
+            comms.append(fh.read().strip())
+    assert "vv-wsgi" not in comms and "vv-asgi" not in comms, comms
+
+
+# ----------------------------------------------------------- streaming, both ways
+
+
+@pytest.fixture(scope="module")
+def streaming(caddy_launcher):
+    body = "\n".join(
+        [
+            python_block("/w/*", "stream_app:app", working_dir=app_dir("streaming"), isolation="process"),
+            python_block("/a/*", module_asgi="raw_app:app", working_dir=app_dir("asgi_raw"), isolation="process"),
+            python_block("/ws/*", module_asgi="ws_app:app", working_dir=app_dir("asgi_ws"), isolation="process"),
+        ]
+    )
+    caddy = caddy_launcher.start(body)
+    yield caddy
+    caddy.stop()
+
+
+UPLOADS = {"wsgi": "/w/upload", "asgi": "/a/body"}
+DOWNLOADS = {
+    "wsgi": ("/w/download", lambda size: {"size": size, "seed": 11, "chunk": 65536}),
+    "asgi": ("/a/download", lambda size: {"size": size, "chunk": 65536}),
+}
+
+
+def expected_download(kind: str, size: int) -> str:
+    """sha256 of what DOWNLOADS[kind] sends: seeded random parts (WSGI), or one seeded
+    part repeated (ASGI)."""
+    digest = hashlib.sha256()
+    if kind == "wsgi":
+        for piece in random_chunks(11, size, 65536):
+            digest.update(piece)
+    else:
+        piece = random.Random(65536).randbytes(65536)
+        for start in range(0, size, 65536):
+            digest.update(piece[: min(65536, size - start)])
+    return digest.hexdigest()
+
+
+def test_a_50_mb_upload_streams_through_the_process(streaming, kind, measurement):
+    path = UPLOADS[kind]
+    assert streaming.post(path, content=b"x" * CHUNK).status_code == 200  # warm up
+    children = children_of(streaming.pid)
+    before = {pid: rss_kib(pid) for pid in children}
+    with RssSampler(streaming) as parent_rss:
+        upload = post_streamed_upload(streaming, path, SIZE, CHUNK)
+    assert upload.response.status_code == 200, upload.response.text
+    body = upload.response.json()
+    assert (body.get("bytes"), body.get("sha256")) == (SIZE, upload.sha256), {k: body.get(k) for k in ("bytes", "sha256")}
+    growth = upload.rss_peak_kib - upload.rss_before_kib
+    child_growth = max(rss_kib(pid) - before[pid] for pid in children)
+    measurement(f"process {kind} 50 MB upload: Caddy RSS +{growth} KiB, the app's processes +{child_growth} KiB at most")
+    assert growth < MAX_RSS_GROWTH_KIB, f"Caddy's RSS grew by {growth} KiB during a 50 MB upload"
+    assert child_growth < MAX_RSS_GROWTH_KIB, f"the app's process grew by {child_growth} KiB"
+
+
+def test_a_50_mb_download_streams_through_the_process(streaming, kind, measurement):
+    path, params = DOWNLOADS[kind]
+    assert len(streaming.get(path, params=params(CHUNK)).content) == CHUNK  # warm up
+    received, count = hashlib.sha256(), 0
+    before = streaming.rss_kib()
+    with RssSampler(streaming) as rss:
+        with streaming.client.stream("GET", path, params=params(SIZE)) as response:
+            assert response.status_code == 200
+            for piece in response.iter_bytes():
+                received.update(piece)
+                count += len(piece)
+    assert count == SIZE and received.hexdigest() == expected_download(kind, SIZE)
+    growth = rss.peak - before
+    measurement(f"process {kind} 50 MB download: Caddy RSS +{growth} KiB")
+    assert growth < MAX_RSS_GROWTH_KIB, f"Caddy's RSS grew by {growth} KiB during a 50 MB download"
+
+
+def test_a_slow_reader_holds_the_app_back_instead_of_filling_memory(streaming, kind):
+    """A client that reads nothing: the app's process must stop sending within a
+    bounded window, not push the whole body into Caddy."""
+    path, params = DOWNLOADS[kind]
+    before = streaming.rss_kib()
+    with httpx.Client(base_url=streaming.base_url, timeout=60) as client:
+        with client.stream("GET", path, params=params(SIZE)) as response:
+            assert response.status_code == 200
+            time.sleep(3)  # the app could send all 50 MB in this time
+            growth = streaming.rss_kib() - before
+            for _ in response.iter_bytes():
+                pass
+    assert growth < MAX_RSS_GROWTH_KIB, f"Caddy buffered {growth} KiB for a client that read nothing"
+
+
+def test_server_sent_events_arrive_one_by_one(streaming):
+    arrivals = []
+    with streaming.client.stream("GET", "/a/sse", params={"n": 4, "gap": 0.3}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == 4
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert min(gaps) > 0.15, f"events arrived bunched, gaps {gaps}"
+
+
+def test_a_websocket_echoes_through_the_process(streaming):
+    url = streaming.base_url.replace("http://", "ws://") + "/ws/echo"
+    with ws_connect(url, open_timeout=10, close_timeout=5) as ws:
+        for n in range(20):
+            ws.send(f"hello {n}")
+            assert ws.recv(timeout=10) == f"hello {n}"
+        blob = os.urandom(200_000)
+        ws.send(blob)
+        assert ws.recv(timeout=10) == blob
+
+
+def test_a_client_leaving_mid_stream_is_seen_by_the_app(streaming):
+    token = uuid.uuid4().hex
+    with httpx.Client(base_url=streaming.base_url, timeout=30) as client:
+        with client.stream("GET", "/a/forever", params={"token": token}) as response:
+            assert response.status_code == 200
+            next(response.iter_bytes())
+    report = wait_until(lambda: streaming.get_json("/a/report", params={"token": token}).get("disconnect"), timeout=10)
+    assert report, streaming.get_json("/a/report", params={"token": token})
