@@ -563,13 +563,18 @@ func (c *child) adopt(batch []byte) bool {
 	var started []uint64
 	var what []string
 	eachEvent(batch, func(kind byte, token uint64, fields [][]byte) bool {
-		if (kind == evHTTP || kind == evWebSocket) && len(fields) > 3 {
-			started = append(started, token)
-			if kind == evHTTP {
-				what = append(what, string(fields[1])+" "+string(fields[3]))
-			} else {
-				what = append(what, "websocket "+string(fields[3]))
+		if (kind == evHTTP || kind == evWebSocket) && len(fields) > 5 {
+			// scopeFields: method, raw path and query are fields 1, 4 and 5.
+			target := string(fields[4])
+			if len(fields[5]) > 0 {
+				target += "?" + string(fields[5])
 			}
+			method := string(fields[1])
+			if kind == evWebSocket {
+				method = "websocket"
+			}
+			started = append(started, token)
+			what = append(what, method+" "+target)
 		}
 		return true
 	})

@@ -280,3 +280,157 @@ def test_a_client_leaving_mid_stream_is_seen_by_the_app(streaming):
             next(response.iter_bytes())
     report = wait_until(lambda: streaming.get_json("/a/report", params={"token": token}).get("disconnect"), timeout=10)
     assert report, streaming.get_json("/a/report", params={"token": token})
+
+
+# ------------------------------------------------------------------- supervision
+
+
+def crash_with(caddy, prefix: str, how: str, pid: int) -> None:
+    """Ends the app's process pid: os._exit, a segfault, or SIGKILL from outside."""
+    if how == "sigkill":
+        os.kill(pid, signal.SIGKILL)
+        return
+    with httpx.Client(base_url=caddy.base_url, timeout=30) as client:
+        response = client.get(f"{prefix}/{how}")
+    assert response.status_code == 502, (how, response.status_code, response.text)
+
+
+def death_notices(caddy, pid: int) -> list[dict]:
+    return [
+        e for _, e in caddy.log_entries_containing("its requests in flight got 502")
+        if e and e.get("pid") == pid
+    ]
+
+
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def crash_site(request, caddy_launcher, make_venv):
+    """The crashing app in one process, next to another process app and an in-process
+    app that must keep serving."""
+    kind = request.param
+    body = "\n".join(
+        [
+            process_block("/crash/*", kind),
+            process_block("/other/*", "asgi" if kind == "wsgi" else "wsgi"),
+            python_block("/probe/*", "probe:app", working_dir=app_dir("probe")),
+        ]
+    )
+    caddy = caddy_launcher.start(body)
+    caddy.kind = kind
+    yield caddy
+    caddy.stop()
+
+
+def serving_pid(caddy, prefix: str) -> int:
+    """The pid of a process serving prefix, once one does (after a restart, say)."""
+    def pid():
+        response = caddy.get(f"{prefix}/info")
+        return response.status_code == 200 and response.json()["pid"]
+
+    found = wait_until(pid, timeout=30)
+    assert found, tail(caddy.log_text())
+    return found
+
+
+@pytest.mark.parametrize("how", ["exit", "segv", "sigkill"])
+def test_a_dying_process_fails_its_requests_with_502_and_is_restarted(crash_site, how):
+    caddy = crash_site
+    pid = serving_pid(caddy, "/crash")
+    other_pid = caddy.get_json("/other/info")["pid"]
+    token = uuid.uuid4().hex
+
+    in_flight = {}
+
+    def long_request():
+        with httpx.Client(base_url=caddy.base_url, timeout=60) as client:
+            in_flight["response"] = client.get("/crash/sleep", params={"s": "30", "token": token})
+
+    waiter = threading.Thread(target=long_request)
+    waiter.start()
+    assert caddy.wait_for_log(f"vivarium-process-sleeping {token}"), tail(caddy.log_text())
+    crash_with(caddy, "/crash", how, pid)
+    waiter.join(30)
+    assert not waiter.is_alive(), "the request in flight was never answered"
+    assert in_flight["response"].status_code == 502, in_flight["response"].text
+
+    # The other apps never noticed.
+    assert caddy.get_json("/other/info")["pid"] == other_pid
+    assert caddy.get_json("/probe/info")["pid"] == caddy.pid
+
+    # The death is logged with the app, the pid, how it ended and what it ran.
+    assert wait_until(lambda: death_notices(caddy, pid), timeout=15), tail(caddy.log_text())
+    notice = death_notices(caddy, pid)[0]
+    assert notice["app"].startswith("process_app:"), notice
+    if how == "exit":
+        assert notice.get("exit_code") == 3, notice
+    elif how == "sigkill":
+        assert notice.get("signal") == "SIGKILL", notice
+    else:
+        assert "SIGSEGV" in json.dumps(notice), notice
+    assert any(f"/crash/sleep?s=30&token={token}" in r for r in notice.get("requests", [])), notice
+
+    # A new process serves.
+    def new_pid():
+        response = caddy.get("/crash/info")
+        return response.status_code == 200 and response.json()["pid"] != pid and response.json()["pid"]
+
+    restarted = wait_until(new_pid, timeout=30)
+    assert restarted, tail(caddy.log_text())
+    assert children_of(caddy.pid) == sorted([restarted, other_pid]), (children_of(caddy.pid), restarted, other_pid)
+    assert not alive(pid)
+
+
+def test_an_app_that_cannot_start_again_answers_503_and_the_log_says_why(start_caddy, kind, tmp_path):
+    app = tmp_path / "process_app"
+    shutil.copytree(app_dir("process_app"), app, ignore=shutil.ignore_patterns("__pycache__"))
+    caddy = start_caddy(
+        "\n".join([process_block("/p/*", kind, working_dir=app), python_block("/probe/*", "probe:app", working_dir=app_dir("probe"))])
+    )
+    pid = caddy.get_json("/p/info")["pid"]
+    (app / "refuse-to-start").write_text("")
+    os.kill(pid, signal.SIGKILL)
+
+    assert caddy.wait_for_log("failed to start 5 times in a row", timeout=60), tail(caddy.log_text())
+    response = caddy.get("/p/info")
+    assert response.status_code == 503, response.text
+    assert response.headers.get("Retry-After"), response.headers
+    loop = [e for _, e in caddy.log_entries_containing("failed to start 5 times in a row") if e]
+    assert "refusing to start, refuse-to-start is present" in loop[0]["reason"], loop[0]
+    # each request's error names the reason too
+    assert wait_until(lambda: caddy.log_entries_containing("keeps failing to start: RuntimeError"), timeout=10), tail(caddy.log_text())
+    assert caddy.get_json("/probe/info")["pid"] == caddy.pid
+    assert children_of(caddy.pid) == [], "a process that failed to start was left running"
+
+
+def test_the_first_start_failing_refuses_the_config_with_the_apps_error(caddy_must_refuse, kind, tmp_path):
+    app = tmp_path / "process_app"
+    shutil.copytree(app_dir("process_app"), app, ignore=shutil.ignore_patterns("__pycache__"))
+    (app / "refuse-to-start").write_text("")
+    failure = caddy_must_refuse(process_block(None, kind, working_dir=app))
+    assert failure.returncode != 0
+    assert "refusing to start, refuse-to-start is present" in failure.output, tail(failure.output)
+
+
+def test_reload_and_stop_leave_no_process_behind(start_caddy, kind):
+    caddy = start_caddy(process_block("/p/*", kind, interpreters=2))
+    first = children_of(caddy.pid)
+    assert len(first) == 2, first
+    caddy.reload(process_block("/p/*", kind, interpreters=3), force=True)
+    assert wait_until(lambda: not any(alive(p) for p in first), timeout=30), "old processes outlived the reload"
+    second = children_of(caddy.pid)
+    assert len(second) == 3 and not set(second) & set(first), (first, second)
+    assert caddy.get("/p/info").status_code == 200
+    caddy.stop()
+    assert caddy.proc.returncode == 0, tail(caddy.log_text())
+    left = [p for p in second if alive(p)]
+    assert not left, f"processes {left} outlived Caddy's stop"
+
+
+def test_no_process_outlives_caddy_killed_with_sigkill(start_caddy, kind):
+    caddy = start_caddy(process_block("/p/*", kind, interpreters=2))
+    kids = children_of(caddy.pid)
+    assert len(kids) == 2, kids
+    caddy.proc.kill()
+    caddy.proc.wait(10)
+    assert wait_until(lambda: not any(alive(p) for p in kids), timeout=10), (
+        f"processes {[p for p in kids if alive(p)]} outlived Caddy's SIGKILL"
+    )
