@@ -434,3 +434,158 @@ def test_no_process_outlives_caddy_killed_with_sigkill(start_caddy, kind):
     assert wait_until(lambda: not any(alive(p) for p in kids), timeout=10), (
         f"processes {[p for p in kids if alive(p)]} outlived Caddy's SIGKILL"
     )
+
+
+# -------------------------------------------- apps that need processes, side by side
+
+
+@pytest.fixture(scope="module")
+def venvs(make_venv):
+    import app_requirements as reqs
+
+    return {
+        "fastapi-a": make_venv("fastapi-a", reqs.FASTAPI),
+        "fastapi-b": make_venv("fastapi-b", reqs.FASTAPI),
+        "flask": make_venv("flask", reqs.FLASK),
+        "django": make_venv("django", reqs.DJANGO),
+    }
+
+
+def fastapi_block(matcher, venv, **options):
+    return python_block(
+        matcher, module_asgi="fastapi_app:app", lifespan="on", isolation="process",
+        working_dir=app_dir("fastapi_app"), venv=venv, **options,
+    )
+
+
+@pytest.fixture(scope="module")
+def four_apps(caddy_launcher, venvs):
+    body = "\n".join(
+        [
+            fastapi_block("/fa/*", venvs["fastapi-a"], interpreters=2),
+            fastapi_block("/fb/*", venvs["fastapi-b"]),
+            python_block("/flask/*", "flask_app:app", working_dir=app_dir("flask_app"), venv=venvs["flask"]),
+            python_block(
+                "/django/*", "django_app:application", working_dir=app_dir("django_app"),
+                venv=venvs["django"], isolation="process",
+            ),
+        ]
+    )
+    caddy = caddy_launcher.start(body)
+    yield caddy
+    caddy.stop()
+
+
+def test_two_fastapi_apps_a_flask_app_and_a_django_app_serve_at_once(four_apps, venvs):
+    caddy = four_apps
+    info = {name: caddy.get_json(f"/{name}/info") for name in ("fa", "fb", "flask", "django")}
+    assert info["flask"]["pid"] == caddy.pid, "Flask loads in an own-GIL interpreter of Caddy itself"
+    kids = set(children_of(caddy.pid))
+    assert {info["fa"]["pid"], info["fb"]["pid"], info["django"]["pid"]} <= kids, (info, kids)
+    assert len({info["fa"]["pid"], info["fb"]["pid"], info["django"]["pid"]}) == 3, info
+    assert len(kids) == 4, f"fa has 2 processes, fb and django 1 each: {kids}"
+    for name in ("fa", "fb"):
+        site = os.path.realpath(venvs[f"fastapi-{name[1]}"])
+        assert os.path.realpath(info[name]["pydantic_core_file"]).startswith(site + os.sep), info[name]
+
+    clients, per_client = 4, 100
+    failures, counts, lock = [], {}, threading.Lock()
+
+    def one(app: str, http: httpx.Client, n: int) -> str | None:
+        if app in ("fa", "fb"):
+            r = http.post(f"/{app}/items", json={"name": f"item-{n}", "price": n * 0.5, "quantity": 3, "tags": ["z", "a"]})
+            want = {"name": f"ITEM-{n}", "total": round(n * 0.5 * 3, 2), "tags": ["a", "z"], "interp_id": 0}
+        elif app == "flask":
+            r = http.get("/flask/square", params={"n": n})
+            want = {"app": "flask", "n": n, "square": n * n, "interp_id": info["flask"]["interp_id"]}
+        else:
+            r = http.get("/django/cube", params={"n": n})
+            want = {"app": "django", "n": n, "cube": n**3, "interp_id": 0}
+        if r.status_code != 200:
+            return f"{app} n={n}: {r.status_code} {r.text[:300]}"
+        return None if r.json() == want else f"{app} n={n}: got {r.json()}, want {want}"
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=caddy.base_url, timeout=60) as http:
+            for j in range(per_client):
+                n = index * 1000 + j + 1
+                app = ("fa", "fb", "flask", "django")[(index + j) % 4]
+                try:
+                    problem = one(app, http, n)
+                except Exception as exc:  # noqa: BLE001 - every failure is reported
+                    problem = f"{app} n={n}: {exc!r}"
+                with lock:
+                    counts[app] = counts.get(app, 0) + 1
+                    if problem:
+                        failures.append(problem)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads), "load clients did not finish"
+    assert not failures, f"{len(failures)} wrong answers, first: {failures[:5]}\n{tail(caddy.log_text())}"
+    assert counts == {"fa": 100, "fb": 100, "flask": 100, "django": 100}, counts
+    assert set(children_of(caddy.pid)) == kids, "a process was replaced under load"
+
+
+def timed_requests(base_url: str, path: str, n: int, count: int) -> tuple[float, list[dict]]:
+    """count identical requests at once, on connections opened beforehand: the wall
+    time until all are answered, and their bodies."""
+    barrier = threading.Barrier(count + 1)
+    clients = [httpx.Client(base_url=base_url, timeout=120) for _ in range(count)]
+    for c in clients:
+        assert c.get(path, params={"n": 1}).status_code == 200
+
+    def one(c):
+        barrier.wait()
+        r = c.get(path, params={"n": n})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    try:
+        with ThreadPoolExecutor(count) as pool:
+            futures = [pool.submit(one, c) for c in clients]
+            barrier.wait()
+            started = time.perf_counter()
+            bodies = [f.result() for f in futures]
+            return time.perf_counter() - started, bodies
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_a_cpu_bound_fastapi_endpoint_on_two_processes_runs_two_requests_in_parallel(four_apps, measurement):
+    """Behaviour, not speed: each round times one request alone, then two at once. On
+    one GIL the two could not overlap and would take twice as long; on two processes
+    they do. One alone and two at once run back to back, so steady load on the machine
+    slows both alike; the best of up to 12 rounds counts, since load can only make a
+    round look worse. Every round, the two loops must also have run at the same time."""
+    caddy = four_apps
+    n = 200_000
+    while (cpu := caddy.get_json("/fa/cpu", params={"n": n})["cpu"]) < 0.1:
+        n *= 4
+    n = int(n * 0.3 / cpu)
+    rounds, overlaps = [], []
+    for _ in range(12):
+        alone, _ = timed_requests(caddy.base_url, "/fa/cpu", n, 1)
+        pair, bodies = timed_requests(caddy.base_url, "/fa/cpu", n, 2)
+        rounds.append((pair / alone, pair, alone, sorted(b["pid"] for b in bodies)))
+        # How much of the shorter loop ran while the other ran too: on one GIL, none.
+        a, b = bodies
+        shared = min(a["ended"], b["ended"]) - max(a["began"], b["began"])
+        overlaps.append(max(0.0, shared) / min(a["ended"] - a["began"], b["ended"] - b["began"]))
+        if pair / alone < 1.6:
+            break
+    best = min(rounds)
+    with open("/proc/loadavg") as fh:
+        load = " ".join(fh.read().split()[:3])
+    measurement(
+        f"process 2 FastAPI /cpu: two requests at once took {best[0]:.2f}x one alone (rounds: "
+        + ", ".join(f"{p:.3f}s/{a:.3f}s={r:.2f} on {pids}" for r, p, a, pids in rounds)
+        + f"; load average {load}); the loops overlapped {min(overlaps):.0%} at least"
+    )
+    assert min(overlaps) > 0.5, f"the two loops did not run at the same time: overlaps {overlaps}, {rounds}"
+    assert all(len(set(p)) == 2 for _, _, _, p in rounds), f"two requests at once did not go to two processes: {rounds}"
+    assert best[0] < 1.6, f"two CPU-bound requests on two processes took {best[0]:.2f}x one alone: {rounds}"
