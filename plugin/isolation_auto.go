@@ -74,19 +74,24 @@ func probeApp(cfg appConfig, logger *zap.Logger) (probeReport, error) {
 		<-c.ended
 	}()
 	var report probeReport
+	var msg string
 	select {
-	case msg := <-c.ready:
-		if err := json.Unmarshal([]byte(msg), &report); err != nil {
-			return report, fmt.Errorf("the probe answered %q", msg)
-		}
-		return report, nil
+	case msg = <-c.ready:
 	case <-c.ended:
-		// The import crashed the process: it does not load in-process either.
-		return probeReport{Error: fmt.Sprintf("importing the app in an own-GIL interpreter ended the probe's process: it %s%s",
-			c.status, quoted(c.lastWords()))}, nil
+		select {
+		case msg = <-c.ready: // the report, sent before the probe exited
+		default:
+			// The import crashed the process: it would crash Caddy's too.
+			return probeReport{Error: fmt.Sprintf("importing the app in an own-GIL interpreter ended the probe's process: it %s%s",
+				c.status, quoted(c.lastWords()))}, nil
+		}
 	case <-time.After(childStartTimeout):
 		return report, errors.New("the probe did not import the app within " + childStartTimeout.String())
 	}
+	if err := json.Unmarshal([]byte(msg), &report); err != nil {
+		return report, fmt.Errorf("the probe answered %q", msg)
+	}
+	return report, nil
 }
 
 // probe is a child's work in "probe" mode: import the app as `isolation

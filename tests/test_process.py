@@ -589,3 +589,41 @@ def test_a_cpu_bound_fastapi_endpoint_on_two_processes_runs_two_requests_in_para
     assert min(overlaps) > 0.5, f"the two loops did not run at the same time: overlaps {overlaps}, {rounds}"
     assert all(len(set(p)) == 2 for _, _, _, p in rounds), f"two requests at once did not go to two processes: {rounds}"
     assert best[0] < 1.6, f"two CPU-bound requests on two processes took {best[0]:.2f}x one alone: {rounds}"
+
+
+# ---------------------------------------------------------------- isolation auto
+
+
+def auto_choices(caddy) -> list[dict]:
+    return [e for _, e in caddy.log_entries_containing("isolation auto: ") if e]
+
+
+def test_isolation_auto_keeps_an_app_that_loads_in_an_own_gil_interpreter_in_caddy(start_caddy):
+    caddy = start_caddy(python_block("/p/*", "probe:app", working_dir=app_dir("probe"), isolation="auto", interpreters=2))
+    info = caddy.get_json("/p/info")
+    assert info["pid"] == caddy.pid and info["interp_id"] != 0, info
+    assert children_of(caddy.pid) == [], "the probe's process outlived the probe"
+    (choice,) = auto_choices(caddy)
+    assert choice["msg"].startswith("isolation auto: interpreter") and choice["app"] == "probe:app", choice
+
+
+def test_isolation_auto_runs_fastapi_in_processes_and_says_why(start_caddy, venvs):
+    caddy = start_caddy(
+        python_block(
+            "/fa/*", module_asgi="fastapi_app:app", lifespan="on", isolation="auto",
+            working_dir=app_dir("fastapi_app"), venv=venvs["fastapi-a"], interpreters=2,
+        )
+    )
+    info = caddy.get_json("/fa/info")
+    assert info["pid"] in children_of(caddy.pid) and len(children_of(caddy.pid)) == 2, info
+    (choice,) = auto_choices(caddy)
+    assert choice["msg"].startswith("isolation auto: process"), choice
+    assert "pydantic_core" in choice["why"], choice
+    response = caddy.post("/fa/items", json={"name": "pen", "price": 1.25, "quantity": 4})
+    assert response.status_code == 200 and response.json()["total"] == 5.0, response.text
+
+
+def test_isolation_auto_refuses_an_app_that_imports_nowhere_with_its_error(caddy_must_refuse):
+    failure = caddy_must_refuse(python_block(None, "boom:app", working_dir=app_dir("broken"), isolation="auto"))
+    assert failure.returncode != 0
+    assert "vivarium-test: boom at import time" in failure.output, tail(failure.output)
