@@ -68,7 +68,7 @@ func lookupUser(name string) (*user.User, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("user %q: %v", name, err)
+		return nil, fmt.Errorf("user %s: no such user on this machine (%v)", name, err)
 	}
 	return u, nil
 }
@@ -81,7 +81,7 @@ func lookupGroup(name string) (*user.Group, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("group %q: %v", name, err)
+		return nil, fmt.Errorf("group %s: no such group on this machine (%v)", name, err)
 	}
 	return g, nil
 }

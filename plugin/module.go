@@ -55,12 +55,12 @@ type Python struct {
 	// MaxQueue is how many requests may wait for a worker before new ones get
 	// 503 Service Unavailable. Default 1024.
 	MaxQueue int `json:"max_queue,omitempty"`
-	// Isolation is where the app runs: "interpreter" (default), its own
-	// interpreter with its own GIL; "shared", its own interpreter under the
-	// main GIL, for extension modules that refuse own-GIL interpreters;
-	// "main", the main interpreter itself (one app per process); "process",
-	// child processes of Caddy, `interpreters` of them; "auto", interpreter
-	// where the app loads there, else process.
+	// Isolation is where the app runs: "interpreter", its own interpreter
+	// with its own GIL; "shared", its own interpreter under the main GIL, for
+	// extension modules that refuse own-GIL interpreters; "main", the main
+	// interpreter itself (one app per process); "process", child processes of
+	// Caddy, `interpreters` of them; "auto" (default), interpreter where the
+	// app loads there, else process.
 	Isolation string `json:"isolation,omitempty"`
 	// User and Group run an `isolation process` app's processes as this
 	// user and group (names or numeric ids). Caddy must run as root.
@@ -165,7 +165,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		p.WorkingDir = "."
 	}
 	if p.Isolation == "" {
-		p.Isolation = isolationInterpreter
+		p.Isolation = isolationAuto
 	}
 	var err error
 	if p.WorkingDir, err = filepath.Abs(p.WorkingDir); err != nil {

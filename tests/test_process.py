@@ -10,12 +10,15 @@ with their pinned venvs (app_requirements.py).
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +29,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from support import (
+    Caddy,
     RssSampler,
     app_dir,
     post_streamed_upload,
@@ -627,3 +631,69 @@ def test_isolation_auto_refuses_an_app_that_imports_nowhere_with_its_error(caddy
     failure = caddy_must_refuse(python_block(None, "boom:app", working_dir=app_dir("broken"), isolation="auto"))
     assert failure.returncode != 0
     assert "vivarium-test: boom at import time" in failure.output, tail(failure.output)
+
+
+# ------------------------------------------------------------------ user and group
+
+
+@pytest.fixture
+def public_tree(vivarium_bin):
+    """bin/caddy and process_app copied where any user may read and run them (the
+    checkout itself may sit in a directory only root can enter), and two files: one
+    only root may read, one anyone may."""
+    root = tempfile.mkdtemp(prefix="vivarium-public-")
+    os.chmod(root, 0o755)
+    shutil.copy2(vivarium_bin, os.path.join(root, "caddy"))
+    shutil.copytree(app_dir("process_app"), os.path.join(root, "process_app"), ignore=shutil.ignore_patterns("__pycache__"))
+    for name, mode in (("secret", 0o600), ("public", 0o644)):
+        path = os.path.join(root, name)
+        with open(path, "w") as fh:
+            fh.write(name)
+        os.chmod(path, mode)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_user_and_group_run_the_apps_processes_as_that_user(caddy_launcher, public_tree, kind):
+    nobody = pwd.getpwnam("nobody")
+    nogroup = grp.getgrgid(nobody.pw_gid)
+    caddy = Caddy(os.path.join(public_tree, "caddy"), caddy_launcher.tmp_path_factory.mktemp("caddy-user"))
+    caddy_launcher.running.append(caddy)
+    try:
+        caddy.start(
+            process_block(
+                "/p/*", kind, working_dir=os.path.join(public_tree, "process_app"),
+                user="nobody", group=nogroup.gr_name, interpreters=2,
+            )
+        )
+        info = caddy.get_json("/p/info")
+        assert (info["uid"], info["gid"]) == (nobody.pw_uid, nobody.pw_gid), info
+        assert 0 not in info["groups"], f"the process kept root's groups: {info}"
+        assert info["home"] == nobody.pw_dir, info
+        for pid in children_of(caddy.pid):
+            assert proc_status(pid, "Uid").split()[:2] == [str(nobody.pw_uid)] * 2
+
+        def read(path):
+            return caddy.get_json("/p/read", params={"path": path})
+
+        assert read(os.path.join(public_tree, "public")) == {"ok": True, "size": 6}
+        secret = read(os.path.join(public_tree, "secret"))
+        assert not secret["ok"] and "PermissionError" in secret["error"], secret
+        environ = read(f"/proc/{caddy.pid}/environ")
+        assert not environ["ok"], f"the app read Caddy's environment: {environ}"
+        signalled = caddy.get_json("/p/kill0", params={"pid": caddy.pid})
+        assert signalled == {"ok": False, "error": "PermissionError"}, signalled
+    finally:
+        caddy.stop()
+
+
+def test_user_outside_isolation_process_is_refused(caddy_must_refuse):
+    failure = caddy_must_refuse(
+        python_block(None, "probe:app", working_dir=app_dir("probe"), isolation="interpreter", user="nobody")
+    )
+    assert "user and group need isolation process" in failure.output, tail(failure.output)
+
+
+def test_an_unknown_user_is_refused_naming_it(caddy_must_refuse):
+    failure = caddy_must_refuse(process_block(None, "wsgi", user="no-such-user-vivarium"))
+    assert "user no-such-user-vivarium: no such user" in failure.output, tail(failure.output)
