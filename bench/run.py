@@ -142,8 +142,9 @@ def vivarium(app: str, module: str, interpreters: int, *, asgi=False, venv=None,
     site = "python {\n\t\t" + "\n\t\t".join(lines) + "\n\t}"
     what = {"raw": "raw WSGI", "flask": "Flask", "django": "Django",
             "starlette": "Starlette", "fastapi": "FastAPI"}[app]
-    label = (f"Vivarium {what}, {interpreters} interp" + (f" x {threads} thread" if threads else "")
-             + (f" ({isolation})" if isolation else ""))
+    count = f"{interpreters} processes" if isolation == "process" else f"{interpreters} interp"
+    label = (f"Vivarium {what}, {count}" + (f" x {threads} thread" if threads else "")
+             + (f" ({isolation})" if isolation and isolation != "process" else ""))
     return ServerSpec(name=f"vivarium-{app}-{interpreters}" + (f"-t{threads}" if threads else "")
                       + (f"-{isolation}" if isolation else ""),
                       label=label, family="vivarium", app=app, workloads=tuple(workloads),
@@ -202,13 +203,19 @@ SERVERS = [
     vivarium("fastapi", "fastapi_app:app", 1, asgi=True, venv="fastapi", isolation="main"),
     ServerSpec("uvicorn-fastapi-caddy", "uvicorn FastAPI 2w + Caddy", "uvicorn", "fastapi",
                caddy_site=PROXY, venv="uvicorn", peer=uvicorn("fastapi_app:app")),
+    # isolation process: each interpreter is a child process of Caddy.
+    vivarium("fastapi", "fastapi_app:app", 2, asgi=True, venv="fastapi", isolation="process"),
+    ServerSpec("granian-fastapi", "Granian ASGI FastAPI 2w", "granian", "fastapi", venv="granian",
+               peer=granian("asgi", "fastapi_app:app", "{port}") + ("--loop", "uvloop")),
+    vivarium("flask", "flask_app:app", 2, venv="flask", isolation="process"),
+    vivarium("raw", "wsgi_hello:app", 1, isolation="process"),
 ]
 
 # Packages whose versions go into the report, per venv.
 VERSIONED = {
     "flask": ["flask", "werkzeug"], "django": ["django"], "starlette": ["starlette"],
     "fastapi": ["fastapi", "pydantic", "starlette"], "gunicorn": ["gunicorn"],
-    "uvicorn": ["uvicorn", "uvloop", "httptools", "fastapi"], "granian": ["granian", "uvloop"],
+    "uvicorn": ["uvicorn", "uvloop", "httptools", "fastapi"], "granian": ["granian", "uvloop", "fastapi"],
     "charts": ["matplotlib"],
 }
 
@@ -227,6 +234,12 @@ TARGETS = [
      ("granian-asgi", "hello"), 0.8),
     ("CPU-bound: Flask 2 interp vs 1 interp", ("vivarium-flask-2", "cpu"),
      ("vivarium-flask-1", "cpu"), 1.8),
+    ("FastAPI 2 processes vs uvicorn 2 workers + Caddy", ("vivarium-fastapi-2-process", "hello"),
+     ("uvicorn-fastapi-caddy", "hello"), 1.5),
+    ("FastAPI 2 processes vs Granian ASGI FastAPI 2 workers", ("vivarium-fastapi-2-process", "hello"),
+     ("granian-fastapi", "hello"), 0.9),
+    ("Flask 2 processes vs Flask 2 interp", ("vivarium-flask-2-process", "hello"),
+     ("vivarium-flask-2", "hello"), 0.8),
 ]
 # The servers the targets compare are measured again in extra rounds, in
 # alternating order, and each target is the median of its rounds: on a shared

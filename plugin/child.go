@@ -430,7 +430,7 @@ func (cs *childSide) events(batch []byte) error {
 }
 
 // post is vvPost in a child: the message goes to Caddy. It is called on the
-// event loop's thread with its GIL held, so the link's flusher writes it.
+// event loop's thread with its GIL held, so it never waits on the socket.
 func (cs *childSide) post(token uint64, kind int, a, b []byte, flags int) int {
 	rc := postOK
 	cs.mu.Lock()
@@ -453,7 +453,7 @@ func (cs *childSide) post(token uint64, kind int, a, b []byte, flags int) int {
 	f = binary.LittleEndian.AppendUint32(f, uint32(flags))
 	f = appendField(f, a)
 	f = append(f, b...)
-	if cs.link.end(f, false) != nil {
+	if cs.link.endMode(f, writeTry) != nil {
 		return postGone
 	}
 	return rc

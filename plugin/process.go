@@ -136,7 +136,7 @@ type child struct {
 	mu       sync.Mutex
 	dead     bool
 	requests map[uint64]*procRequest // WSGI, in flight there
-	owned    map[uint64]string       // ASGI tokens in flight there, and what each is
+	owned    map[uint64]asgiWhat     // ASGI tokens in flight there, and what each is
 	running  []string                // what it ran when it died
 	tail     []string                // its last lines of output
 }
@@ -242,13 +242,14 @@ func (a *app) noLoop() error {
 // goroutine does all the writing to the client, from the messages the link's
 // reader hands it.
 type procRequest struct {
-	id    uint64
-	r     *http.Request
-	env   []byte
-	body  []byte // sent with the request
-	more  bool   // the body goes on past it, read as the app asks
-	state atomic.Int32
-	child atomic.Pointer[child] // the process it was sent to
+	id     uint64
+	r      *http.Request
+	env    []byte
+	envBuf *[]byte // env's buffer, back to envPool once sent
+	body   []byte  // sent with the request
+	more   bool    // the body goes on past it, read as the app asks
+	state  atomic.Int32
+	child  atomic.Pointer[child] // the process it was sent to
 
 	mu      sync.Mutex
 	msgs    []procMsg
@@ -283,7 +284,8 @@ func (pr *procRequest) take() []procMsg {
 
 func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Request, out *outcome) error {
 	pr := &procRequest{id: procSeq.Add(1), r: r, signal: make(chan struct{}, 1)}
-	pr.env = buildEnviron(nil, r, p.ScriptName)
+	pr.envBuf = envPool.Get().(*[]byte)
+	pr.env = buildEnviron((*pr.envBuf)[:0], r, p.ScriptName)
 	switch {
 	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
 	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
@@ -448,6 +450,10 @@ func (s *slot) fill() (*child, []*procRequest) {
 	return c, out
 }
 
+// envPool holds environ buffers: a request's is copied into the link's
+// buffer when it is sent, and needed no more.
+var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 func (c *child) sendRequest(pr *procRequest) {
 	b := c.link.begin(frRequest, pr.id)
 	b = appendField(b, pr.env)
@@ -459,6 +465,9 @@ func (c *child) sendRequest(pr *procRequest) {
 	b = append(b, pr.body...)
 	// A failed write means the process is gone: its reader fails pr.
 	c.link.end(b, true)
+	*pr.envBuf = pr.env[:0]
+	envPool.Put(pr.envBuf)
+	pr.env, pr.envBuf = nil, nil
 }
 
 // finished takes a request answered by c out of its books and sends c the
@@ -561,20 +570,13 @@ func (s *slot) pump() {
 // already, they fail now and adopt answers false.
 func (c *child) adopt(batch []byte) bool {
 	var started []uint64
-	var what []string
+	var what []asgiWhat
 	eachEvent(batch, func(kind byte, token uint64, fields [][]byte) bool {
 		if (kind == evHTTP || kind == evWebSocket) && len(fields) > 5 {
-			// scopeFields: method, raw path and query are fields 1, 4 and 5.
-			target := string(fields[4])
-			if len(fields[5]) > 0 {
-				target += "?" + string(fields[5])
-			}
-			method := string(fields[1])
-			if kind == evWebSocket {
-				method = "websocket"
-			}
+			// scopeFields: method, raw path and query are fields 1, 4 and 5,
+			// kept as slices of the batch, which this keeps alive meanwhile.
 			started = append(started, token)
-			what = append(what, method+" "+target)
+			what = append(what, asgiWhat{fields[1], fields[4], fields[5], kind == evWebSocket})
 		}
 		return true
 	})
@@ -592,6 +594,23 @@ func (c *child) adopt(batch []byte) bool {
 		}
 	}
 	return !dead
+}
+
+// asgiWhat is what an ASGI request is, for the notice of its process's death.
+type asgiWhat struct {
+	method, path, query []byte
+	websocket           bool
+}
+
+func (w asgiWhat) String() string {
+	method := string(w.method)
+	if w.websocket {
+		method = "websocket"
+	}
+	if len(w.query) > 0 {
+		return method + " " + string(w.path) + "?" + string(w.query)
+	}
+	return method + " " + string(w.path)
 }
 
 // owns tells whether token is a request c runs; final ends it there.
@@ -752,7 +771,7 @@ func (c *child) lost() {
 		running = append(running, pr.r.Method+" "+pr.r.RequestURI)
 	}
 	for _, what := range owned {
-		running = append(running, what)
+		running = append(running, what.String())
 	}
 	sort.Strings(running)
 	c.running = running
@@ -857,7 +876,7 @@ func (s *slot) spawn(mode string) (*child, error) {
 		ended:    make(chan struct{}),
 		outDone:  make(chan struct{}),
 		requests: map[uint64]*procRequest{},
-		owned:    map[uint64]string{},
+		owned:    map[uint64]asgiWhat{},
 	}
 	c.logger = pa.logger.With(zap.Int("pid", c.pid))
 	var parts sync.WaitGroup

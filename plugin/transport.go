@@ -8,6 +8,9 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // An app in `isolation process` runs in child processes of Caddy (process.go,
@@ -69,6 +72,7 @@ var errBadFrame = errors.New("malformed frame")
 // load many frames go out in one system call.
 type link struct {
 	conn net.Conn
+	raw  syscall.RawConn
 	rd   *bufio.Reader
 
 	mu      sync.Mutex
@@ -90,6 +94,9 @@ func newLink(f *os.File) (*link, error) {
 		return nil, err
 	}
 	l := &link{conn: c, rd: bufio.NewReaderSize(c, 256<<10), kick: make(chan struct{}, 1), closed: make(chan struct{})}
+	if sc, ok := c.(syscall.Conn); ok {
+		l.raw, _ = sc.SyscallConn()
+	}
 	l.idle.L = &l.mu
 	go l.flusher()
 	return l, nil
@@ -104,10 +111,25 @@ func (l *link) begin(typ byte, id uint64) []byte {
 	return binary.LittleEndian.AppendUint64(b, id)
 }
 
-// end completes the frame begun on b. Inline, the caller writes unless another
-// goroutine is writing already; otherwise the flusher goroutine does, for a
-// caller that must not wait on the socket (the event loop, holding its GIL).
+// How end has the frame written.
+const (
+	writeAsync  = iota // by the flusher goroutine
+	writeTry           // here if the socket takes it at once, the rest by the flusher
+	writeInline        // here, waiting for the socket if need be
+)
+
+// end completes the frame begun on b. Unless another goroutine is writing
+// already (which then writes this frame too), it is written as mode says: a
+// caller that must not wait on the socket (the event loop, holding its GIL)
+// tries once and leaves the rest to the flusher goroutine.
 func (l *link) end(b []byte, inline bool) error {
+	if inline {
+		return l.endMode(b, writeInline)
+	}
+	return l.endMode(b, writeAsync)
+}
+
+func (l *link) endMode(b []byte, mode int) error {
 	binary.LittleEndian.PutUint32(b[l.start:], uint32(len(b)-l.start-4))
 	l.pending = b
 	if l.err != nil {
@@ -120,18 +142,59 @@ func (l *link) end(b []byte, inline bool) error {
 		l.mu.Unlock()
 		return nil
 	}
-	if !inline {
-		l.mu.Unlock()
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
-		return nil
+	switch {
+	case mode == writeTry && l.raw != nil:
+		l.tryLocked()
+	case mode == writeInline:
+		l.flushLocked()
 	}
-	l.flushLocked()
-	err := l.err
+	pending, err := len(l.pending) > 0, l.err
 	l.mu.Unlock()
+	if pending && err == nil {
+		l.wakeFlusher()
+	}
 	return err
+}
+
+func (l *link) wakeFlusher() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tryLocked writes what is pending as far as the socket takes it without
+// waiting. Called with mu held and no write under way; mu is released around
+// the write.
+func (l *link) tryLocked() {
+	l.writing = true
+	out := l.pending
+	l.pending = l.spare[:0]
+	l.mu.Unlock()
+	var n int
+	var werr error
+	if err := l.raw.Write(func(fd uintptr) bool {
+		n, werr = unix.Write(int(fd), out)
+		return true // once: never wait for the socket here
+	}); err != nil {
+		werr = err
+	}
+	l.mu.Lock()
+	n = max(n, 0)
+	switch {
+	case werr != nil && werr != unix.EAGAIN:
+		l.err = werr
+		l.pending = l.pending[:0]
+	case n < len(out):
+		// What the socket did not take goes first, before what was queued meanwhile.
+		l.pending = append(append(make([]byte, 0, len(out)-n+len(l.pending)), out[n:]...), l.pending...)
+	default:
+		if cap(out) <= 1<<20 {
+			l.spare = out[:0]
+		}
+	}
+	l.writing = false
+	l.idle.Broadcast()
 }
 
 // flushLocked writes until nothing is pending. Called with mu held and no
