@@ -755,10 +755,11 @@ def run_go_bench(python: str, benchtime: str) -> dict:
     if out.returncode != 0:
         raise RuntimeError("go test -bench Bridge failed:\n" + out.stdout[-3000:] + out.stderr[-3000:])
     results = {}
-    for m in re.finditer(r"^(BenchmarkBridge\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+(\d+) B/op\s+(\d+) allocs/op)?",
-                         out.stdout, re.M):
+    for m in re.finditer(r"^(BenchmarkBridge\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+([\d.]+) cpu-us/op)?"
+                         r"(?:\s+(\d+) B/op\s+(\d+) allocs/op)?", out.stdout, re.M):
         results[m.group(1)] = {"iterations": int(m.group(2)), "ns_per_op": float(m.group(3)),
-                               "bytes_per_op": int(m.group(4) or 0), "allocs_per_op": int(m.group(5) or 0)}
+                               "cpu_us_per_op": float(m.group(4)) if m.group(4) else None,
+                               "bytes_per_op": int(m.group(5) or 0), "allocs_per_op": int(m.group(6) or 0)}
         log(f"  {m.group(1)}: {float(m.group(3)):.0f} ns/op")
     return results
 
@@ -928,10 +929,13 @@ def markdown(results: dict) -> str:
                   "thread (WSGI) or the event loop (ASGI), with `httptest.ResponseRecorder`; no sockets. "
                   "`serial`: one request at a time, 1 interpreter, 1 thread (latency of a round trip). "
                   "`parallel-2interp`: handler goroutines in parallel, 2 interpreters x 4 threads "
-                  "(wall time per request, i.e. 1/throughput).", "",
-                  "| Benchmark | ns/op | B/op | allocs/op |", "| --- | ---: | ---: | ---: |"]
+                  "(wall time per request, i.e. 1/throughput). `BridgeProcess*`: the same through a child "
+                  "process and its socket (`isolation process`; `parallel-2proc`: 2 processes x 4 threads); "
+                  "their difference to `Bridge*` is the transport's cost. CPU counts every process.", "",
+                  "| Benchmark | ns/op | CPU us/op | B/op | allocs/op |", "| --- | ---: | ---: | ---: | ---: |"]
         for name, r in go.items():
-            lines.append(f"| {name} | {fmt(r['ns_per_op'])} | {r['bytes_per_op']} | {r['allocs_per_op']} |")
+            lines.append(f"| {name} | {fmt(r['ns_per_op'])} | {fmt(r.get('cpu_us_per_op'), 1)} | "
+                         f"{r['bytes_per_op']} | {r['allocs_per_op']} |")
 
     lines += ["", "## Charts", ""]
     for png, title in CHARTS:
