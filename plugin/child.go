@@ -118,14 +118,15 @@ func runChild() int {
 	if cfg.Mode == "probe" {
 		return cs.probe()
 	}
-	// Caddy tells a child to stop over the link; a TERM or INT sent to the
-	// child itself (systemd stops a whole cgroup) does the same, which Caddy
-	// sees as an exit and answers with a restart unless it is stopping too.
+	// Caddy stops its children over the link, after their requests are done.
+	// TERM and INT reach them too when systemd stops the whole unit; they are
+	// caught and dropped, not ignored (SIG_IGN), which the app's subprocesses
+	// would inherit.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
-		<-sigs
-		cs.stop()
+		for range sigs {
+		}
 	}()
 	return cs.serve()
 }

@@ -697,3 +697,28 @@ def test_user_outside_isolation_process_is_refused(caddy_must_refuse):
 def test_an_unknown_user_is_refused_naming_it(caddy_must_refuse):
     failure = caddy_must_refuse(process_block(None, "wsgi", user="no-such-user-vivarium"))
     assert "user no-such-user-vivarium: no such user" in failure.output, tail(failure.output)
+
+
+def test_term_and_int_sent_to_a_process_leave_it_to_caddy(start_caddy, kind):
+    """systemd stops a unit by signalling all its processes: the children wait for
+    Caddy to stop them, after their requests."""
+    caddy = start_caddy(process_block("/p/*", kind))
+    pid = serving_pid(caddy, "/p")
+    token = uuid.uuid4().hex
+    result = {}
+
+    def long_request():
+        with httpx.Client(base_url=caddy.base_url, timeout=60) as client:
+            result["response"] = client.get("/p/sleep", params={"s": "2", "token": token})
+
+    waiter = threading.Thread(target=long_request)
+    waiter.start()
+    assert caddy.wait_for_log(f"vivarium-process-sleeping {token}"), tail(caddy.log_text())
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    waiter.join(30)
+    assert result["response"].status_code == 200, result["response"].text
+    assert caddy.get_json("/p/info")["pid"] == pid
+    caddy.proc.send_signal(signal.SIGTERM)
+    assert caddy.proc.wait(30) == 0
+    assert wait_until(lambda: not alive(pid), timeout=10)
