@@ -123,6 +123,7 @@ type child struct {
 	logger  *zap.Logger
 	ready   chan string   // the frReady message
 	ended   chan struct{} // closed once the process is waited for and its link read to the end
+	read    chan struct{} // closed when its link's reader stopped
 	outDone chan struct{} // closed when its output pipe reached EOF
 	readyAt time.Time
 
@@ -701,7 +702,8 @@ func (c *child) logEntry(p []byte) error {
 	if len(p) < 1 {
 		return errBadFrame
 	}
-	level := zapcore.Level(int8(p[0]))
+	// Never above error: a Fatal entry would end Caddy, a Panic one panic it.
+	level := min(max(zapcore.Level(int8(p[0])), zapcore.DebugLevel), zapcore.ErrorLevel)
 	msg, rest, err := cutField(p[1:])
 	if err != nil {
 		return err
@@ -730,6 +732,7 @@ func (c *child) logEntry(p []byte) error {
 // readLoop reads the process's frames until its link ends.
 func (c *child) readLoop(done func()) {
 	defer done()
+	defer close(c.read)
 	defer c.lost()
 	for {
 		typ, id, p, err := c.link.read()
@@ -874,6 +877,7 @@ func (s *slot) spawn(mode string) (*child, error) {
 		link:     l,
 		ready:    make(chan string, 1),
 		ended:    make(chan struct{}),
+		read:     make(chan struct{}),
 		outDone:  make(chan struct{}),
 		requests: map[uint64]*procRequest{},
 		owned:    map[uint64]asgiWhat{},
@@ -902,13 +906,20 @@ func (s *slot) spawn(mode string) (*child, error) {
 	return c, nil
 }
 
-// wait reaps the process and ends its link, which a grandchild may hold open.
+// wait reaps the process. Its end of the link closed with it (no subprocess
+// of the app inherits it: the child holds it close-on-exec), so the reader
+// gets the frames sent last, then EOF; the link is closed here only if that
+// does not come.
 func (c *child) wait(done func()) {
 	defer done()
 	c.cmd.Wait()
 	c.endedAt = time.Now()
 	c.status, c.signal, c.code = describeExit(c.cmd.ProcessState)
-	c.link.close()
+	select {
+	case <-c.read:
+	case <-time.After(2 * time.Second):
+		c.link.close()
+	}
 }
 
 func describeExit(ps *os.ProcessState) (status, signal string, code int) {
