@@ -47,7 +47,6 @@ func init() {
 
 // childConfig is what Caddy tells a child in its first frame.
 type childConfig struct {
-	Mode         string `json:"mode"` // "serve", or "probe" (isolation auto)
 	Kind         string `json:"kind"`
 	Module       string `json:"module"`
 	Lifespan     bool   `json:"lifespan"`
@@ -115,9 +114,6 @@ func runChild() int {
 		tokens:   map[uint64]*childToken{},
 	}
 	inChild = cs
-	if cfg.Mode == "probe" {
-		return cs.probe()
-	}
 	// Caddy stops its children over the link, after their requests are done.
 	// TERM and INT reach them too when systemd stops the whole unit; they are
 	// caught and dropped, not ignored (SIG_IGN), which the app's subprocesses
@@ -146,8 +142,8 @@ func (cs *childSide) serve() int {
 		interpreters: 1,
 		threads:      cfg.Threads,
 		// Caddy sends a process no more WSGI requests than it has threads.
-		maxQueue:     1 << 20,
-		options:      map[string]any{"multiprocess": cfg.Multiprocess},
+		maxQueue: 1 << 20,
+		options:  map[string]any{"multiprocess": cfg.Multiprocess},
 	}, cs.logger)
 	if err != nil {
 		cs.link.send(frReady, 0, []byte(err.Error()))

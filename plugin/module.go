@@ -231,7 +231,8 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		var refused *startError
 		if errors.As(err, &refused) && refused.refused {
 			if advice := isolationAdvice(cfg); advice != "" {
-				return fmt.Errorf("%s: %v; %s", p.name(), err, advice)
+				return fmt.Errorf("%s: %v; %s; or `isolation process`, which the default (auto) "+
+					"would choose: processes of its own, where any extension module loads", p.name(), err, advice)
 			}
 		}
 		return fmt.Errorf("%s: %v", p.name(), err)

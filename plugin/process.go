@@ -828,7 +828,7 @@ func onSpawnThread(f func()) {
 }
 
 // spawn starts a process for the slot and sends it the app's config.
-func (s *slot) spawn(mode string) (*child, error) {
+func (s *slot) spawn() (*child, error) {
 	pa := s.pa
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -893,7 +893,6 @@ func (s *slot) spawn(mode string) (*child, error) {
 		close(c.ended)
 	}()
 	cfg, _ := json.Marshal(childConfig{
-		Mode:         mode,
 		Kind:         pa.cfg.kind,
 		Module:       pa.cfg.module,
 		Lifespan:     pa.cfg.lifespan,

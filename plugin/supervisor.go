@@ -97,7 +97,7 @@ func (s *slot) supervise(first chan<- error) {
 func (s *slot) start() (*child, error) {
 	pa := s.pa
 	started := time.Now()
-	c, err := s.spawn("serve")
+	c, err := s.spawn()
 	if err != nil {
 		return nil, err
 	}
