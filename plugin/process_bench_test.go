@@ -32,7 +32,9 @@ func startNoopProcessApp(b *testing.B, kind string, processes, threads int) *Pyt
 		b.Fatal(err)
 	}
 	module := "noop_app:" + kind
+	metrics := newAppMetrics("bench")
 	a, err := startApp(appConfig{
+		metrics:      metrics,
 		kind:         kind,
 		module:       module,
 		isolation:    isolationProcessCode,
@@ -45,7 +47,8 @@ func startNoopProcessApp(b *testing.B, kind string, processes, threads int) *Pyt
 		b.Fatalf("starting the no-op %s app: %v", kind, err)
 	}
 	b.Cleanup(a.stop)
-	p := &Python{app: a, logger: zap.NewNop(), WorkingDir: dir}
+	p := &Python{app: &appSlot{}, logger: zap.NewNop(), WorkingDir: dir, metrics: metrics}
+	p.app.Store(a)
 	if kind == "asgi" {
 		p.ModuleASGI = module
 	} else {
@@ -60,10 +63,11 @@ func cpuNanos(p *Python) int64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	total := ru.Utime.Nano() + ru.Stime.Nano()
-	if p.app.procs == nil {
+	procs := p.app.Load().procs
+	if procs == nil {
 		return total
 	}
-	for _, s := range p.app.procs.slots {
+	for _, s := range procs.slots {
 		if c := s.cur.Load(); c != nil {
 			total += childCPU(c.pid)
 		}

@@ -149,7 +149,8 @@ def test_what_the_app_prints_reaches_caddys_log_tagged_with_the_app_and_the_pid(
     entries = [e for _, e in caddy.log_entries_containing(text) if e and e.get("msg") == text]
     assert entries, caddy.log_entries_containing(text)
     entry = entries[0]
-    assert entry["app"] == "process_app:application" if caddy.kind == "wsgi" else "process_app:app", entry
+    assert entry["module"] == ("process_app:application" if caddy.kind == "wsgi" else "process_app:app"), entry
+    assert entry["app"].endswith("-p"), entry  # the block's name: site and matcher
     assert entry["stream"] == "stdout" and entry["level"] == "info", entry
     assert entry["pid"] == pid, entry
 
@@ -363,7 +364,7 @@ def test_a_dying_process_fails_its_requests_with_502_and_is_restarted(crash_site
     # The death is logged with the app, the pid, how it ended and what it ran.
     assert wait_until(lambda: death_notices(caddy, pid), timeout=15), tail(caddy.log_text())
     notice = death_notices(caddy, pid)[0]
-    assert notice["app"].startswith("process_app:"), notice
+    assert notice["module"].startswith("process_app:") and notice["app"].endswith("-crash"), notice
     if how == "exit":
         assert notice.get("exit_code") == 3, notice
     elif how == "sigkill":
@@ -608,7 +609,7 @@ def test_isolation_auto_keeps_an_app_that_loads_in_an_own_gil_interpreter_in_cad
     assert info["pid"] == caddy.pid and info["interp_id"] != 0, info
     assert children_of(caddy.pid) == [], "the probe's process outlived the probe"
     (choice,) = auto_choices(caddy)
-    assert choice["msg"].startswith("isolation auto: interpreter") and choice["app"] == "probe:app", choice
+    assert choice["msg"].startswith("isolation auto: interpreter") and choice["module"] == "probe:app", choice
 
 
 def test_isolation_auto_runs_fastapi_in_processes_and_says_why(start_caddy, venvs):
