@@ -405,7 +405,7 @@ func (pa *processApp) submit(pr *procRequest) error {
 		pr.state.Store(stateRunning)
 		c := best.assign(pr)
 		pa.mu.Unlock()
-		c.sendRequest(pr)
+		c.sendRequest(pr, writeInline)
 		return nil
 	}
 	if pa.running() == 0 {
@@ -455,7 +455,7 @@ func (s *slot) fill() (*child, []*procRequest) {
 // buffer when it is sent, and needed no more.
 var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-func (c *child) sendRequest(pr *procRequest) {
+func (c *child) sendRequest(pr *procRequest, mode int) {
 	b := c.link.begin(frRequest, pr.id)
 	b = appendField(b, pr.env)
 	more := byte(0)
@@ -465,14 +465,15 @@ func (c *child) sendRequest(pr *procRequest) {
 	b = append(b, more)
 	b = append(b, pr.body...)
 	// A failed write means the process is gone: its reader fails pr.
-	c.link.end(b, true)
+	c.link.endMode(b, mode)
 	*pr.envBuf = pr.env[:0]
 	envPool.Put(pr.envBuf)
 	pr.env, pr.envBuf = nil, nil
 }
 
 // finished takes a request answered by c out of its books and sends c the
-// next queued ones.
+// next queued ones. It runs on c's reader, which writes them once it has
+// handled every frame it has read: under load, many in one system call.
 func (c *child) finished(id uint64) *procRequest {
 	s := c.slot
 	pa := s.pa
@@ -492,7 +493,7 @@ func (c *child) finished(id uint64) *procRequest {
 	}
 	pa.mu.Unlock()
 	for _, q := range next {
-		c.sendRequest(q)
+		c.sendRequest(q, writeLater)
 	}
 	return pr
 }
@@ -747,6 +748,9 @@ func (c *child) readLoop(done func()) {
 			c.logger.Error("the app's process sent a malformed frame; ending it", zap.Error(err), zap.Uint8("frame", typ))
 			c.kill()
 			return
+		}
+		if c.link.rd.Buffered() == 0 {
+			c.link.flush() // what finished left to send, before waiting for more
 		}
 	}
 }

@@ -157,7 +157,7 @@ func (s *slot) up(c *child) bool {
 	_, next := s.fill()
 	pa.mu.Unlock()
 	for _, pr := range next {
-		c.sendRequest(pr)
+		c.sendRequest(pr, writeInline)
 	}
 	if s.loop != nil {
 		s.pump()

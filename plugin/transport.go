@@ -116,6 +116,7 @@ const (
 	writeAsync  = iota // by the flusher goroutine
 	writeTry           // here if the socket takes it at once, the rest by the flusher
 	writeInline        // here, waiting for the socket if need be
+	writeLater         // with the next write, or when the caller calls flush
 )
 
 // end completes the frame begun on b. Unless another goroutine is writing
@@ -143,6 +144,9 @@ func (l *link) endMode(b []byte, mode int) error {
 		return nil
 	}
 	switch {
+	case mode == writeLater:
+		l.mu.Unlock()
+		return nil
 	case mode == writeTry && l.raw != nil:
 		l.tryLocked()
 	case mode == writeInline:
@@ -154,6 +158,16 @@ func (l *link) endMode(b []byte, mode int) error {
 		l.wakeFlusher()
 	}
 	return err
+}
+
+// flush writes what writeLater left pending, unless a write is under way
+// (which takes it along).
+func (l *link) flush() {
+	l.mu.Lock()
+	if !l.writing && l.err == nil && len(l.pending) > 0 {
+		l.flushLocked()
+	}
+	l.mu.Unlock()
 }
 
 func (l *link) wakeFlusher() {
