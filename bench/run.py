@@ -147,8 +147,10 @@ def vivarium(app: str, module: str, interpreters: int, *, asgi=False, venv=None,
     site = "python {\n\t\t" + "\n\t\t".join(lines) + "\n\t}"
     what = {"raw": "raw WSGI", "flask": "Flask", "django": "Django",
             "starlette": "Starlette", "fastapi": "FastAPI"}[app]
-    label = (f"Vivarium {what}, {interpreters} interp" + (f" x {threads} thread" if threads else "")
-             + (f" ({isolation})" if isolation else "") + (" (pip wheel)" if host == "wheel" else ""))
+    count = f"{interpreters} processes" if isolation == "process" else f"{interpreters} interp"
+    label = (f"Vivarium {what}, {count}" + (f" x {threads} thread" if threads else "")
+             + (f" ({isolation})" if isolation and isolation != "process" else "")
+             + (" (pip wheel)" if host == "wheel" else ""))
     return ServerSpec(name=f"vivarium-{app}-{interpreters}" + (f"-t{threads}" if threads else "")
                       + (f"-{isolation}" if isolation else "") + ("-wheel" if host == "wheel" else ""),
                       label=label, family="vivarium", app=app, workloads=tuple(workloads),
@@ -210,13 +212,19 @@ SERVERS = [
     vivarium("fastapi", "fastapi_app:app", 1, asgi=True, venv="fastapi", isolation="main"),
     ServerSpec("uvicorn-fastapi-caddy", "uvicorn FastAPI 2w + Caddy", "uvicorn", "fastapi",
                caddy_site=PROXY, venv="uvicorn", peer=uvicorn("fastapi_app:app")),
+    # isolation process: each interpreter is a child process of Caddy.
+    vivarium("fastapi", "fastapi_app:app", 2, asgi=True, venv="fastapi", isolation="process"),
+    ServerSpec("granian-fastapi", "Granian ASGI FastAPI 2w", "granian", "fastapi", venv="granian",
+               peer=granian("asgi", "fastapi_app:app", "{port}") + ("--loop", "uvloop")),
+    vivarium("flask", "flask_app:app", 2, venv="flask", isolation="process"),
+    vivarium("raw", "wsgi_hello:app", 1, isolation="process"),
 ]
 
 # Packages whose versions go into the report, per venv.
 VERSIONED = {
     "flask": ["flask", "werkzeug"], "django": ["django"], "starlette": ["starlette"],
     "fastapi": ["fastapi", "pydantic", "starlette"], "gunicorn": ["gunicorn"],
-    "uvicorn": ["uvicorn", "uvloop", "httptools", "fastapi"], "granian": ["granian", "uvloop"],
+    "uvicorn": ["uvicorn", "uvloop", "httptools", "fastapi"], "granian": ["granian", "uvloop", "fastapi"],
     "charts": ["matplotlib"],
 }
 
@@ -237,6 +245,12 @@ TARGETS = [
      ("vivarium-flask-1", "cpu"), 1.8),
     ("Flask 2 interp: pip wheel vs bin/caddy", ("vivarium-flask-2-wheel", "hello"),
      ("vivarium-flask-2", "hello"), 0.95),
+    ("FastAPI 2 processes vs uvicorn 2 workers + Caddy", ("vivarium-fastapi-2-process", "hello"),
+     ("uvicorn-fastapi-caddy", "hello"), 1.5),
+    ("FastAPI 2 processes vs Granian ASGI FastAPI 2 workers", ("vivarium-fastapi-2-process", "hello"),
+     ("granian-fastapi", "hello"), 0.9),
+    ("Flask 2 processes vs Flask 2 interp", ("vivarium-flask-2-process", "hello"),
+     ("vivarium-flask-2", "hello"), 0.8),
 ]
 # The servers the targets compare are measured again in extra rounds, in
 # alternating order, and each target is the median of its rounds: on a shared
@@ -779,10 +793,11 @@ def run_go_bench(python: str, benchtime: str) -> dict:
     if out.returncode != 0:
         raise RuntimeError("go test -bench Bridge failed:\n" + out.stdout[-3000:] + out.stderr[-3000:])
     results = {}
-    for m in re.finditer(r"^(BenchmarkBridge\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+(\d+) B/op\s+(\d+) allocs/op)?",
-                         out.stdout, re.M):
+    for m in re.finditer(r"^(BenchmarkBridge\S+?)(?:-\d+)?\s+(\d+)\s+([\d.]+) ns/op(?:\s+([\d.]+) cpu-us/op)?"
+                         r"(?:\s+(\d+) B/op\s+(\d+) allocs/op)?", out.stdout, re.M):
         results[m.group(1)] = {"iterations": int(m.group(2)), "ns_per_op": float(m.group(3)),
-                               "bytes_per_op": int(m.group(4) or 0), "allocs_per_op": int(m.group(5) or 0)}
+                               "cpu_us_per_op": float(m.group(4)) if m.group(4) else None,
+                               "bytes_per_op": int(m.group(5) or 0), "allocs_per_op": int(m.group(6) or 0)}
         log(f"  {m.group(1)}: {float(m.group(3)):.0f} ns/op")
     return results
 
@@ -952,10 +967,13 @@ def markdown(results: dict) -> str:
                   "thread (WSGI) or the event loop (ASGI), with `httptest.ResponseRecorder`; no sockets. "
                   "`serial`: one request at a time, 1 interpreter, 1 thread (latency of a round trip). "
                   "`parallel-2interp`: handler goroutines in parallel, 2 interpreters x 4 threads "
-                  "(wall time per request, i.e. 1/throughput).", "",
-                  "| Benchmark | ns/op | B/op | allocs/op |", "| --- | ---: | ---: | ---: |"]
+                  "(wall time per request, i.e. 1/throughput). `BridgeProcess*`: the same through a child "
+                  "process and its socket (`isolation process`; `parallel-2proc`: 2 processes x 4 threads); "
+                  "their difference to `Bridge*` is the transport's cost. CPU counts every process.", "",
+                  "| Benchmark | ns/op | CPU us/op | B/op | allocs/op |", "| --- | ---: | ---: | ---: | ---: |"]
         for name, r in go.items():
-            lines.append(f"| {name} | {fmt(r['ns_per_op'])} | {r['bytes_per_op']} | {r['allocs_per_op']} |")
+            lines.append(f"| {name} | {fmt(r['ns_per_op'])} | {fmt(r.get('cpu_us_per_op'), 1)} | "
+                         f"{r['bytes_per_op']} | {r['allocs_per_op']} |")
 
     lines += ["", "## Charts", ""]
     for png, title in CHARTS:

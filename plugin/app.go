@@ -35,6 +35,7 @@ type appConfig struct {
 	maxQueue     int
 	options      map[string]any // more adapter options (python-check's)
 	controls     controls
+	user, group  string // isolation process: who its processes run as
 }
 
 // app is one running instance of a `python` block: its interpreters, their
@@ -57,6 +58,7 @@ type app struct {
 	recycleMu  sync.Mutex
 	recycleOff atomic.Bool // a replacement failed to start
 	memoryOff  atomic.Bool // a fresh interpreter is over max_memory already
+	procs      *processApp // isolation process: its processes (process.go)
 }
 
 // interpreter is one of an app's interpreters and its worker threads.
@@ -92,6 +94,15 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 		started: time.Now(),
 	}
 	apps.Store(a.id, a)
+	if cfg.isolation == isolationProcessCode {
+		if err := a.startProcesses(); err != nil {
+			a.stop()
+			return nil, err
+		}
+		a.state.Store(appServing)
+		a.metrics.addInstance(a)
+		return a, nil
+	}
 	for i := 0; i < cfg.interpreters; i++ {
 		if _, err := a.startInterpreter(i); err != nil {
 			a.stop()

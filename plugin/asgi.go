@@ -111,6 +111,9 @@ func (q *asgiRequest) written(n int) {
 	if resume {
 		q.loop.post(evResume, q.token)
 	}
+	if q.loop.remote != nil {
+		q.loop.remote.ack(q.token, n)
+	}
 }
 
 func (q *asgiRequest) isGone() bool {
@@ -320,7 +323,8 @@ func (a *app) pickLoop() (*loop, error) {
 	defer a.mu.RUnlock()
 	for _, in := range a.interps {
 		l := in.loop
-		if l == nil || !l.serving.Load() {
+		// A process's loop serves once its link is up; an interpreter's once lifespan started.
+		if l == nil || (l.remote == nil && !l.serving.Load()) || l.unavailable() {
 			continue
 		}
 		n := l.active.Load()
@@ -330,7 +334,7 @@ func (a *app) pickLoop() (*loop, error) {
 		}
 	}
 	if best == nil {
-		return nil, errClosed
+		return nil, a.noLoop()
 	}
 	if total >= int64(a.cfg.maxQueue) {
 		return nil, errTooBusy
@@ -463,7 +467,6 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 				} else {
 					finished = true
 				}
-				q.written(len(m.b))
 				if finished {
 					// The response is complete; the app may still run
 					// (background tasks) and post postDone later.
@@ -472,6 +475,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 					}
 					return nil
 				}
+				q.written(len(m.b))
 			case postDone:
 				if reader != nil {
 					select {
@@ -487,6 +491,9 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 					// The client left first: nothing to answer, and no
 					// response the app did not send.
 					panic(http.ErrAbortHandler)
+				}
+				if m.flags&flagLost != 0 && !headerSent {
+					return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("%s: %w", p.name(), errLost))
 				}
 				if m.flags&flagAbort != 0 || !headerSent {
 					if headerSent {

@@ -185,6 +185,9 @@ func vvPost(token C.uint64_t, kind C.int, a *C.char, aLen C.size_t, b *C.char, b
 	if a != nil {
 		ab = cBytes(a, aLen)
 	}
+	if inChild != nil {
+		return C.int(inChild.post(uint64(token), int(kind), ab, cBytes(b, bLen), int(flags)))
+	}
 	return C.int(vvPostGo(uint64(token), int(kind), ab, cBytes(b, bLen), int(flags)))
 }
 

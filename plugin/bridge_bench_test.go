@@ -92,12 +92,14 @@ func benchBridge(b *testing.B, kind string) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
+		cpu := cpuNanos(p)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			if err := serveOnce(p); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(cpuNanos(p)-cpu)/1e3/float64(b.N), "cpu-us/op")
 	})
 	// Many handler goroutines, two own-GIL interpreters: throughput of the scheduler.
 	b.Run("parallel-2interp", func(b *testing.B) {
@@ -107,6 +109,7 @@ func benchBridge(b *testing.B, kind string) {
 		}
 		b.ReportAllocs()
 		b.SetParallelism(4)
+		cpu := cpuNanos(p)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -116,6 +119,7 @@ func benchBridge(b *testing.B, kind string) {
 				}
 			}
 		})
+		b.ReportMetric(float64(cpuNanos(p)-cpu)/1e3/float64(b.N), "cpu-us/op")
 	})
 }
 

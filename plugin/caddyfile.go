@@ -52,7 +52,9 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	python [<matcher>] {
 //	    module_wsgi  <module:attr>   (or module_asgi <module:attr>)
 //	    lifespan     on|off          (ASGI only; default off)
-//	    isolation    interpreter|shared|main
+//	    isolation    interpreter|shared|main|process|auto
+//	    user         <name|uid>      (isolation process)
+//	    group        <name|gid>      (isolation process)
 //	    venv         <path>
 //	    working_dir  <path>
 //	    interpreters <n>|auto
@@ -129,10 +131,14 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.WebSocketCompression = arg
 		case "isolation":
-			if _, ok := isolationCodes[arg]; !ok {
-				return d.Errf("isolation must be interpreter, shared or main, not %q", arg)
+			if !knownIsolation(arg) {
+				return d.Errf("isolation must be %s, not %q", isolationNames, arg)
 			}
 			p.Isolation = arg
+		case "user":
+			p.User = arg
+		case "group":
+			p.Group = arg
 		case "venv":
 			p.Venv = arg
 		case "working_dir":
@@ -164,7 +170,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.MaxQueue = n
 		default:
-			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch, max_dynamic_apps, dynamic_idle_timeout, %s)", sub, controlDirectives)
+			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, user, group, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch, max_dynamic_apps, dynamic_idle_timeout, %s)", sub, controlDirectives)
 		}
 	}
 	if p.ModuleWSGI == "" && p.ModuleASGI == "" {

@@ -60,7 +60,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"two values":           {"python {\n module_wsgi a:b c:d\n}", "exactly one value"},
 		"path as module":       {"python {\n module_wsgi ./app/main.py\n}", "working_dir"},
 		"bad script_name":      {"python {\n module_wsgi main:app\n script_name api/\n}", "script_name"},
-		"unknown isolation":    {"python {\n module_wsgi main:app\n isolation process\n}", "isolation must be"},
+		"unknown isolation":    {"python {\n module_wsgi main:app\n isolation container\n}", "isolation must be"},
 		"bad lifespan":         {"python {\n module_asgi main:app\n lifespan auto\n}", "lifespan must be"},
 		"lifespan for wsgi":    {"python {\n module_wsgi main:app\n lifespan on\n}", "ASGI"},
 		"two apps in a block":  {"python {\n module_wsgi a:b\n module_asgi c:d\n}", "one app per block"},

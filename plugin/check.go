@@ -122,7 +122,7 @@ func checkIsolation(ctx context.Context, cfg appConfig, defaultAttr string) (Ver
 func checkStarts(ctx context.Context, cfg appConfig, defaultAttr, isolation string, starts int) ([]checkReport, error) {
 	raw, crash, err := runProbe(ctx, probeRequest{
 		Kind: "check", Module: cfg.module, DefaultAttr: defaultAttr, WorkingDir: cfg.workingDir,
-		Venv: cfg.venv, Isolation: isolationCodes[isolation], Starts: starts,
+		Venv: cfg.venv, Env: cfg.controls.env, Isolation: isolationCodes[isolation], Starts: starts,
 	})
 	if err != nil {
 		return nil, err

@@ -39,6 +39,10 @@ type loop struct {
 	host     *interpreter  // the interpreter whose thread runs it
 	serving  atomic.Bool   // takes new requests: started and not being replaced
 
+	// The loop of one process of an `isolation process` app (process.go): a
+	// post goes to that process over its link instead of to the eventfd.
+	remote *slot
+
 	mu       sync.Mutex
 	events   []byte // u32 count, then events
 	count    uint32
@@ -95,9 +99,26 @@ func (l *loop) queue(kind byte, token uint64, fields []string) bool {
 	return wake
 }
 
-// notify writes the eventfd the loop watches, when it needs waking.
+// postPacked queues a batch of events packed as post packs them, count first:
+// what Caddy sends a child process's loop (child.go).
+func (l *loop) postPacked(batch []byte) {
+	l.mu.Lock()
+	l.events = append(l.events, batch[4:]...)
+	l.count += binary.LittleEndian.Uint32(batch)
+	wake := !l.signaled
+	l.signaled = true
+	l.mu.Unlock()
+	l.notify(wake)
+}
+
+// notify wakes the loop when it needs waking: the eventfd it watches, or,
+// for a process's loop, the pump that sends its events to the process.
 func (l *loop) notify(needed bool) {
-	if needed {
+	switch {
+	case !needed:
+	case l.remote != nil:
+		l.remote.pump()
+	default:
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(l.efd, one[:])

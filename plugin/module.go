@@ -55,11 +55,17 @@ type Python struct {
 	// MaxQueue is how many requests may wait for a worker before new ones get
 	// 503 Service Unavailable. Default 1024.
 	MaxQueue int `json:"max_queue,omitempty"`
-	// Isolation is where the app runs: "interpreter" (default), its own
-	// interpreter with its own GIL; "shared", its own interpreter under the
-	// main GIL, for extension modules that refuse own-GIL interpreters;
-	// "main", the main interpreter itself (one app per process).
+	// Isolation is where the app runs: "interpreter", its own interpreter
+	// with its own GIL; "shared", its own interpreter under the main GIL, for
+	// extension modules that refuse own-GIL interpreters; "main", the main
+	// interpreter itself (one app per process); "process", child processes of
+	// Caddy, `interpreters` of them; "auto" (default), interpreter where the
+	// app loads there, else process.
 	Isolation string `json:"isolation,omitempty"`
+	// User and Group run an `isolation process` app's processes as this
+	// user and group (names or numeric ids). Caddy must run as root.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
 	// ScriptName is the path prefix the app is mounted at: it becomes
 	// SCRIPT_NAME (ASGI root_path) and is cut from PATH_INFO. Without it,
 	// the prefix a rewrite such as handle_path stripped is the mount point.
@@ -200,7 +206,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		p.WorkingDir = "."
 	}
 	if p.Isolation == "" {
-		p.Isolation = isolationInterpreter
+		p.Isolation = isolationAuto
 	}
 	var err error
 	if p.WorkingDir, err = filepath.Abs(p.WorkingDir); err != nil {
@@ -228,18 +234,27 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	if err := p.provisionControls(); err != nil {
 		return err
 	}
+	kind := "wsgi"
+	if p.ModuleASGI != "" {
+		kind = "asgi"
+	}
+	appLogger := p.logger.With(zap.String("app", p.Name), zap.String("module", p.module()), zap.String("working_dir", p.WorkingDir))
+	if p.Isolation == isolationAuto && !p.isDynamic() {
+		if err := p.chooseIsolation(kind, appLogger); err != nil {
+			return err
+		}
+	}
 	if p.Isolation == isolationMain {
 		if err := claimMain(ctx, p.name()); err != nil {
 			return err
 		}
 		p.mainConfig = ctx.Context
 	}
-	raiseGOMAXPROCS(p.logger)
-	p.logger = p.logger.With(zap.String("app", p.Name), zap.String("module", p.module()), zap.String("working_dir", p.WorkingDir))
-	kind := "wsgi"
-	if p.ModuleASGI != "" {
-		kind = "asgi"
+	if p.Isolation != isolationProcess {
+		// Calls from C threads into Go happen in the app's processes instead.
+		raiseGOMAXPROCS(p.logger)
 	}
+	p.logger = appLogger
 	cfg := appConfig{
 		metrics:      p.metrics,
 		kind:         kind,
@@ -252,6 +267,8 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		threads:      p.Threads,
 		maxQueue:     p.MaxQueue,
 		controls:     p.controls(),
+		user:         p.User,
+		group:        p.Group,
 	}
 	if p.isDynamic() {
 		p.dynamic, err = newDynamicApps(p, cfg)
@@ -263,7 +280,8 @@ func (p *Python) Provision(ctx caddy.Context) error {
 		var refused *startError
 		if errors.As(err, &refused) && refused.refused {
 			if advice := isolationAdvice(cfg); advice != "" {
-				return fmt.Errorf("%s: %v; %s", p.name(), err, advice)
+				return fmt.Errorf("%s: %v; %s; or `isolation process`, which the default (auto) "+
+					"would choose: processes of its own, where any extension module loads", p.name(), err, advice)
 			}
 		}
 		return fmt.Errorf("%s: %v", p.name(), err)
@@ -299,8 +317,11 @@ func (p *Python) Validate() error {
 	if p.Interpreters < 1 && p.Interpreters != CountAuto {
 		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
 	}
-	if _, ok := isolationCodes[p.Isolation]; !ok && p.Isolation != "" {
-		return fmt.Errorf("%s: isolation must be interpreter, shared or main, not %q", p.name(), p.Isolation)
+	if !knownIsolation(p.Isolation) && p.Isolation != "" {
+		return fmt.Errorf("%s: isolation must be %s, not %q", p.name(), isolationNames, p.Isolation)
+	}
+	if err := p.validateProcess(); err != nil {
+		return err
 	}
 	if p.Isolation == isolationShared || p.Isolation == isolationMain {
 		if p.Interpreters > 1 || p.Interpreters == CountAuto {
@@ -370,7 +391,8 @@ const (
 	isolationMain        = "main"
 )
 
-var isolationCodes = map[string]int{isolationInterpreter: 0, isolationShared: 1, isolationMain: 2}
+var isolationCodes = map[string]int{isolationInterpreter: 0, isolationShared: 1, isolationMain: 2,
+	isolationProcess: isolationProcessCode}
 
 // mainUsers records, per loaded config, the app holding the main interpreter.
 // During a reload the outgoing config's app may still hold it: that is one
@@ -418,6 +440,9 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 			return err
 		}
 		defer release()
+	}
+	if procs := target.app.Load().procs; procs != nil {
+		return procs.serveHTTP(target, w, r, &out)
 	}
 	if target.ModuleASGI != "" {
 		return target.serveASGI(w, r, &out)

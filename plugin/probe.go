@@ -51,7 +51,9 @@ type probeRequest struct {
 	DefaultAttr string `json:"default_attr"`
 	WorkingDir  string `json:"working_dir"`
 	Venv        string `json:"venv"`
-	Isolation   int    `json:"isolation"` // VV_ISOLATION_*
+	// Env is the app's own environment (env, env_file), which its import may read.
+	Env       map[string]string `json:"env,omitempty"`
+	Isolation int               `json:"isolation"` // VV_ISOLATION_*
 	// Starts is how many times the app is started in a row, each in a new
 	// interpreter of the same process (the first ended before the next), as
 	// a reload would; some extension modules load once per process.
@@ -237,6 +239,7 @@ func runProbeChild() error {
 	out := os.NewFile(reportFD, "report")
 	cfg := appConfig{
 		kind: req.Kind, module: req.Module, workingDir: req.WorkingDir, venv: req.Venv,
+		controls:  controls{env: req.Env},
 		isolation: req.Isolation,
 		options:   map[string]any{"progress_fd": reportFD, "default_attr": req.DefaultAttr},
 	}

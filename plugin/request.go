@@ -59,6 +59,9 @@ type request struct {
 	reading  atomic.Bool  // the worker waits for the request body
 	worker   *worker      // the worker running it, and its seq, for an interrupt
 	seq      uint32
+	// In a child process of an `isolation process` app: the request is
+	// Caddy's, and its response goes back over the link (child.go).
+	remote *childRequest
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -103,6 +106,10 @@ func (req *request) release() {
 // early would force chunked encoding on what net/http can still send with a
 // length, so that always waits for the handler.
 func (req *request) finish(head, body []byte, flags int, flush bool) {
+	if req.remote != nil {
+		req.remote.finish(req, head, body, flags)
+		return
+	}
 	req.mu.Lock()
 	if req.over {
 		// Its handler answered 504 and left the request to us.
@@ -154,6 +161,9 @@ const writeChunk = 64 << 10
 // send writes the status and headers (when head is given) and a body chunk.
 // Caller holds mu.
 func (req *request) send(head, body []byte, flags int) error {
+	if req.remote != nil {
+		return req.remote.send(head, body, flags)
+	}
 	if head != nil {
 		if err := req.writeHead(head); err != nil {
 			return err
@@ -230,6 +240,9 @@ func writeHead(w http.ResponseWriter, head []byte, logger *zap.Logger) (int, err
 
 // read fills p from the request body with at least one byte, unless it ended.
 func (req *request) read(p []byte) (int, error) {
+	if req.remote != nil {
+		return req.remote.read(p)
+	}
 	if req.body == nil || len(p) == 0 {
 		return 0, nil
 	}

@@ -47,6 +47,13 @@ func (a *app) stop() {
 			break
 		}
 	}
+	if a.procs != nil {
+		a.procs.stop()
+		apps.Delete(a.id)
+		a.state.Store(appEnded)
+		a.metrics.removeInstance(a)
+		return
+	}
 	a.pool.close()
 	// A replacement under way is started first: then none is missed.
 	a.recycleMu.Lock()

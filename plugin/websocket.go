@@ -117,6 +117,9 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *out
 				conn.Close(websocket.StatusCode(m.flags), string(m.a))
 			case postDone:
 				if conn == nil {
+					if m.flags&flagLost != 0 {
+						return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("%s: %w", p.name(), errLost))
+					}
 					if m.flags&flagAbort != 0 {
 						return caddyhttp.Error(http.StatusInternalServerError,
 							fmt.Errorf("%s failed during the websocket handshake; see its log", p.name()))

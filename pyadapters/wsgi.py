@@ -212,7 +212,7 @@ def make_handler(
         "wsgi.version": (1, 0),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
+        "wsgi.multiprocess": bool(options.get("multiprocess")),
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.input_terminated": True,

@@ -1,8 +1,9 @@
 """The demo of `make run` and of the Docker image, served natively by the same script
-(scripts/demo.sh): Flask, Django and Starlette in their own interpreters and FastAPI in
-the main interpreter, all in one Caddy process."""
+(scripts/demo.sh): Flask, Django and Starlette in their own interpreters of the Caddy
+process, FastAPI in two child processes of it (`isolation process`)."""
 
 import asyncio
+import os
 
 import websockets
 
@@ -30,15 +31,27 @@ def test_fastapi_validates_and_computes(demo):
     assert bad.status_code == 422, bad.text
 
 
-def test_apps_share_the_process_and_fastapi_alone_runs_in_main(demo):
+def test_three_apps_share_caddys_process_and_fastapi_runs_in_two_children(demo):
     client, _, proc = demo
-    ids = {
-        "flask": client.get("/flask/interpreter").json()["interpreter_id"],
-        "starlette": client.get("/starlette/info").json()["interpreter_id"],
-        "fastapi": client.get("/fastapi/info").json()["interpreter_id"],
-    }
-    assert ids["fastapi"] == 0, ids
-    assert 0 not in (ids["flask"], ids["starlette"]) and ids["flask"] != ids["starlette"], ids
+    flask = client.get("/flask/interpreter").json()
+    starlette = client.get("/starlette/info").json()
+    fastapi = client.get("/fastapi/info").json()
+    caddy = flask["pid"]
+    assert starlette["pid"] == caddy, (flask, starlette)
+    assert 0 not in (flask["interpreter_id"], starlette["interpreter_id"]), (flask, starlette)
+    assert flask["interpreter_id"] != starlette["interpreter_id"], (flask, starlette)
+    assert fastapi["pid"] != caddy and fastapi["parent_pid"] == caddy, fastapi
+    assert fastapi["interpreter_id"] == 0, fastapi
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == caddy:
+                        children.append(int(entry))
+            except OSError:
+                continue
+    assert fastapi["pid"] in children and len(children) == 2, children
 
 
 def test_the_starlette_websocket_echoes(demo):

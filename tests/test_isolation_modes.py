@@ -280,12 +280,16 @@ def test_fastapi_in_its_own_gil_interpreter_is_refused_naming_pydantic_core(cadd
     assert "isolation shared" in failure.output, tail(failure.output)
 
 
-def test_fastapi_is_refused_in_the_default_isolation_too(caddy_must_refuse, venvs):
-    body = python_block(
-        None, module_asgi=FASTAPI_MODULE, working_dir=app_dir("fastapi_app"), venv=venvs["fastapi"]
+def test_fastapi_in_the_default_isolation_runs_in_a_process_of_its_own(start_caddy, venvs):
+    """The default is `isolation auto`: pydantic_core refuses own-GIL interpreters, so
+    the app gets a child process, and the log says why."""
+    caddy = start_caddy(
+        python_block(None, module_asgi=FASTAPI_MODULE, working_dir=app_dir("fastapi_app"), venv=venvs["fastapi"])
     )
-    failure = caddy_must_refuse(body)
-    assert "pydantic_core" in failure.output and "isolation main" in failure.output, tail(failure.output)
+    info = caddy.get_json("/info")
+    assert info["pid"] != caddy.pid and info["interp_id"] == 0, info
+    choice = [e for _, e in caddy.log_entries_containing("isolation auto: process") if e]
+    assert choice and "pydantic_core" in choice[0]["why"], tail(caddy.log_text())
 
 
 def test_two_apps_in_the_main_interpreter_are_refused(caddy_must_refuse):

@@ -235,7 +235,8 @@ def refusals(caddy_launcher, census, apps, venvs):
     """`caddy run` of each package refused in its own interpreter -> CaddyFailure."""
 
     def run(p: Package):
-        return p.name, caddy_launcher.expect_failure(block(p, apps, venvs), timeout=300)
+        # Named: the default, isolation auto, would run it in processes instead.
+        return p.name, caddy_launcher.expect_failure(block(p, apps, venvs, isolation="interpreter"), timeout=300)
 
     with ThreadPoolExecutor(4) as pool:
         return dict(pool.map(run, [p for p in census.values() if p.refused]))

@@ -1,5 +1,5 @@
 """FastAPI hello. pydantic_core refuses own-GIL interpreters, so Vivarium runs
-this app with `isolation main`."""
+this app with `isolation main` or `isolation process`."""
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse

@@ -1,11 +1,11 @@
 """A small FastAPI app for the Vivarium demo: pydantic models, a dependency, lifespan.
 
 FastAPI needs pydantic v2, whose compiled core (pydantic_core, built with PyO3) refuses
-own-GIL subinterpreters. So examples/Caddyfile runs this app with ``isolation main``:
-in the main interpreter of the Caddy process (interpreter id 0), next to the Flask,
-Django and Starlette apps in their own interpreters. It still has its own venv and
-sys.path. ``caddy python-check "app:app" --working-dir examples/fastapi --venv
-examples/fastapi/.venv`` shows why.
+own-GIL subinterpreters. So examples/Caddyfile runs this app with ``isolation process``
+and ``interpreters 2``: in two child processes of Caddy, each with the app in its main
+interpreter (interpreter id 0), while the Flask, Django and Starlette apps have
+interpreters of their own in the Caddy process. ``caddy python-check "app:app"
+--working-dir examples/fastapi --venv examples/fastapi/.venv`` shows why.
 
 Caddy mounts it under /fastapi (``handle_path /fastapi/* { python {...} }``): the ASGI scope has
 root_path=/fastapi and the full path, e.g. /fastapi/items, and FastAPI routes and
@@ -19,7 +19,8 @@ Routes:
   POST /items     a JSON body validated by a pydantic model -> the priced item
                   (a bad body -> 422 with FastAPI's ``detail``)
   GET  /whoami    a dependency chain: the X-Token header -> a user, or 401
-  GET  /info      interpreter id (0: the main interpreter), pid, versions, lifespan state
+  GET  /info      interpreter id (0: the main interpreter), pid and parent pid (Caddy's),
+                  versions, lifespan state
   GET  /docs      FastAPI's interactive API docs: Swagger UI, its JS and CSS served
                   from this app's venv (swagger-ui-bundle-v2), so it works offline
 """
@@ -148,9 +149,10 @@ def whoami(user: Annotated[str, Depends(current_user)]):
 @app.get("/info")
 def info(request: Request):
     return {
-        # 0: the main interpreter (isolation main); the other demo apps show their own.
+        # 0: the main interpreter of this process, a child of Caddy (isolation process).
         "interpreter_id": interpreter_id(),
         "pid": os.getpid(),
+        "parent_pid": os.getppid(),
         "thread_id": threading.get_native_id(),
         "python": sys.version.split()[0],
         "sys_prefix": sys.prefix,
@@ -173,11 +175,11 @@ PAGE = """<!doctype html>
 code,pre{{background:#f3f3f3;padding:0 .2em}}</style></head>
 <body>
 <h1>Hello from FastAPI</h1>
-<p>This page is served by a FastAPI app (ASGI) running inside Caddy in the
-<em>main</em> interpreter (id <code>{interp}</code>, process <code>{pid}</code>):
-<code>isolation main</code>, because pydantic's compiled core refuses own-GIL
-subinterpreters. It still has its own venv: FastAPI {fastapi_version}, pydantic
-{pydantic_version}.</p>
+<p>This page is served by a FastAPI app (ASGI) running in a child process of Caddy
+(process <code>{pid}</code>, Caddy's is <code>{ppid}</code>), in that process's main
+interpreter (id <code>{interp}</code>): <code>isolation process</code>, because
+pydantic's compiled core refuses own-GIL subinterpreters. Two such processes serve
+it. It has its own venv: FastAPI {fastapi_version}, pydantic {pydantic_version}.</p>
 <ul>
   <li><a href="{root}/info">{root}/info</a> &mdash; JSON: interpreter, process, versions, lifespan state</li>
   <li><a href="{root}/docs">{root}/docs</a> &mdash; interactive API docs (try <code>POST /items</code>)</li>
@@ -198,6 +200,7 @@ def homepage(request: Request):
     return PAGE.format(
         interp=interpreter_id(),
         pid=os.getpid(),
+        ppid=os.getppid(),
         fastapi_version=fastapi.__version__,
         pydantic_version=pydantic.VERSION,
         root=html.escape(request.scope.get("root_path", "")),

@@ -10,6 +10,9 @@ Routes:
   POST /tasks/{key}?value= answers at once; a BackgroundTask records value afterwards
   GET  /tasks/{key}        what the background task recorded (404 until it ran)
   GET  /lifespan           state the lifespan startup set
+  GET  /cpu?n=N            a pure-Python loop of N iterations on the event loop's thread;
+                           reports its CPU time, the pid, and when it began and ended
+                           (time.monotonic, the same clock in every process)
   WS   /ws                 echoes each text message as "echo:<text>", bytes reversed
 """
 
@@ -17,6 +20,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import uuid
 from contextlib import asynccontextmanager
 
@@ -149,6 +153,16 @@ def lifespan_state():
         "started_in": getattr(app.state, "started_in", None),
         "startups": LIFESPAN["startups"],
     }
+
+
+@app.get("/cpu")
+async def cpu(n: int):
+    began, started = time.monotonic(), time.thread_time()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return {"cpu": time.thread_time() - started, "pid": os.getpid(), "x": x % 7,
+            "began": began, "ended": time.monotonic()}
 
 
 @app.websocket("/ws")

@@ -1,0 +1,981 @@
+package plugin
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+)
+
+// `isolation process`: the app runs in child processes of Caddy, `interpreters`
+// of them, each the same binary in its worker mode (child.go) hosting the app
+// in its own main interpreter. Any extension module loads there, any number of
+// such apps share a config, and a crash takes one process down, not Caddy.
+//
+// Caddy keeps the HTTP side: it packs a request as it would for its own
+// threads and sends those bytes over the process's link (transport.go). WSGI
+// requests wait here in one FIFO queue and go to the process with the fewest
+// in flight that has a free thread; each process schedules its threads itself,
+// as an in-process app does. An ASGI app's processes are event loops of their
+// own: each has a loop here (remote) whose events go over the link, so the
+// ASGI and WebSocket code serves them unchanged.
+//
+// Supervision (supervisor.go) restarts a process that dies.
+
+const (
+	isolationProcess = "process"
+	isolationAuto    = "auto"
+	// isolationProcessCode marks a process app in appConfig. It never reaches
+	// C: a child runs its app with VV_ISOLATION_MAIN.
+	isolationProcessCode = 3
+)
+
+// isolationNames lists the values of `isolation`, for error messages.
+const isolationNames = "interpreter, shared, main, process or auto"
+
+func knownIsolation(s string) bool {
+	_, ok := isolationCodes[s]
+	return ok || s == isolationAuto
+}
+
+// validateProcess checks what applies to process apps only.
+func (p *Python) validateProcess() error {
+	if (p.User != "" || p.Group != "") && p.Isolation != isolationProcess && p.Isolation != isolationAuto {
+		return fmt.Errorf("%s: user and group need isolation process: only an app in processes of its own "+
+			"can run as another user", p.name())
+	}
+	return nil
+}
+
+// flagLost, on a postDone Caddy makes up: the app's process died with the
+// request. Go only, beside flagFlush and flagAbort.
+const flagLost = 4
+
+// Messages for a WSGI request's handler besides the child's frames.
+const (
+	msgLost        byte = 200 + iota // its process died with it
+	msgUnavailable                   // no process of the app runs any more
+)
+
+var errLost = errors.New("the app's process died while it ran the request")
+
+// procSeq numbers the WSGI requests sent to processes.
+var procSeq atomic.Uint64
+
+// processApp is the Caddy side of an `isolation process` app.
+type processApp struct {
+	app    *app
+	cfg    appConfig
+	logger *zap.Logger
+	creds  *syscall.Credential
+	env    []string // the children's environment
+	slots  []*slot
+
+	mu          sync.Mutex
+	queue       []*procRequest // WSGI: waiting for a process with a free thread
+	closed      bool
+	lastFailure string // why the last start failed, for 503s while none runs
+
+	stopping chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup // the supervisors
+}
+
+// slot is one of an app's `interpreters` processes, over its restarts.
+type slot struct {
+	pa    *processApp
+	index int
+	loop  *loop // ASGI: the loop here that stands for the process's loop
+	cur   atomic.Pointer[child]
+
+	pumpMu   sync.Mutex
+	inflight int // WSGI: requests sent to cur and not yet answered (pa.mu)
+
+	// The supervisor's own.
+	failures      int // restarts in a row that did not lead to a stable run
+	startFailures int // starts in a row that failed
+}
+
+// child is one process run for a slot.
+type child struct {
+	slot    *slot
+	cmd     *exec.Cmd
+	pid     int
+	link    *link
+	logger  *zap.Logger
+	ready   chan string   // the frReady message
+	ended   chan struct{} // closed once the process is waited for and its link read to the end
+	read    chan struct{} // closed when its link's reader stopped
+	outDone chan struct{} // closed when its output pipe reached EOF
+	readyAt time.Time
+
+	// Set before ended is closed.
+	status  string // "exited with status 1", "was killed by signal SIGKILL"
+	signal  string
+	code    int
+	endedAt time.Time
+	killed  atomic.Bool // Caddy killed it
+
+	mu       sync.Mutex
+	dead     bool
+	requests map[uint64]*procRequest // WSGI, in flight there
+	owned    map[uint64]asgiWhat     // ASGI tokens in flight there, and what each is
+	running  []string                // what it ran when it died
+	tail     []string                // its last lines of output
+}
+
+func (a *app) startProcesses() error {
+	cfg := a.cfg
+	creds, userEnv, err := credentials(cfg.user, cfg.group)
+	if err != nil {
+		return err
+	}
+	pa := &processApp{
+		app:      a,
+		cfg:      cfg,
+		logger:   a.logger,
+		creds:    creds,
+		env:      childEnv(userEnv),
+		stopping: make(chan struct{}),
+	}
+	a.procs = pa
+	for i := 0; i < cfg.interpreters; i++ {
+		s := &slot{pa: pa, index: i}
+		if cfg.kind == "asgi" {
+			s.loop = &loop{
+				efd:     -1,
+				remote:  s,
+				ready:   make(chan string, 1),
+				closing: make(chan struct{}),
+				exited:  make(chan struct{}),
+				events:  make([]byte, 4, 4096),
+			}
+			a.interps = append(a.interps, &interpreter{loop: s.loop})
+		}
+		pa.slots = append(pa.slots, s)
+	}
+	first := make(chan error, len(pa.slots))
+	for _, s := range pa.slots {
+		pa.wg.Add(1)
+		go s.supervise(first)
+	}
+	var failed error
+	for range pa.slots {
+		if err := <-first; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	return failed
+}
+
+// childEnv is the environment of a child: Caddy's, with extra on top, and the
+// parent's pid for the child to check.
+func childEnv(extra []string) []string {
+	return append(append(os.Environ(), extra...), parentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+}
+
+// serveHTTP is ServeHTTP for a process app.
+func (pa *processApp) serveHTTP(p *Python, w http.ResponseWriter, r *http.Request, out *outcome) error {
+	if pa.cfg.kind == "asgi" {
+		return p.serveASGI(w, r, out)
+	}
+	return pa.serveWSGI(p, w, r, out)
+}
+
+// unavailable is the error of a request that finds no process running.
+func (pa *processApp) unavailable() error {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	switch {
+	case pa.closed:
+		return errClosed
+	case pa.lastFailure != "":
+		return fmt.Errorf("no process of the app runs: it keeps failing to start: %s", pa.lastFailure)
+	}
+	return errors.New("no process of the app runs: it is restarting after a crash")
+}
+
+// running counts the slots whose process serves. Caller holds pa.mu.
+func (pa *processApp) running() int {
+	n := 0
+	for _, s := range pa.slots {
+		if s.cur.Load() != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// unavailable tells pickLoop to pass over a loop whose process is down.
+func (l *loop) unavailable() bool {
+	return l.remote != nil && l.remote.cur.Load() == nil
+}
+
+// noLoop is pickLoop's error when it found no loop to take a request.
+func (a *app) noLoop() error {
+	if a.procs != nil {
+		return a.procs.unavailable()
+	}
+	return errClosed
+}
+
+// ------------------------------------------------------------------ WSGI
+
+// procRequest is a WSGI request on its way through a process. Its handler
+// goroutine does all the writing to the client, from the messages the link's
+// reader hands it.
+type procRequest struct {
+	id     uint64
+	r      *http.Request
+	env    []byte
+	envBuf *[]byte // env's buffer, back to envPool once sent
+	body   []byte  // sent with the request
+	more   bool    // the body goes on past it, read as the app asks
+	state  atomic.Int32
+	child  atomic.Pointer[child] // the process it was sent to
+
+	mu      sync.Mutex
+	msgs    []procMsg
+	bodyErr error         // why reading the body for the app failed
+	signal  chan struct{} // cap 1: msgs has messages
+}
+
+type procMsg struct {
+	typ        byte // frSend, frResponse, frRead, msgLost, msgUnavailable
+	flags      int
+	head, body []byte
+	n          int // frRead
+}
+
+func (pr *procRequest) push(m procMsg) {
+	pr.mu.Lock()
+	pr.msgs = append(pr.msgs, m)
+	pr.mu.Unlock()
+	select {
+	case pr.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (pr *procRequest) take() []procMsg {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	m := pr.msgs
+	pr.msgs = nil
+	return m
+}
+
+func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Request, out *outcome) error {
+	pr := &procRequest{id: procSeq.Add(1), r: r, signal: make(chan struct{}, 1)}
+	pr.envBuf = envPool.Get().(*[]byte)
+	pr.env = buildEnviron((*pr.envBuf)[:0], r, p.ScriptName)
+	switch {
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
+		pr.body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, pr.body); err != nil {
+			return p.badBody(w, r, err)
+		}
+	default:
+		pr.more = true
+	}
+	if err := pa.submit(pr); err != nil {
+		return p.unavailable(w, err)
+	}
+
+	rc := http.NewResponseController(w)
+	ctxDone := r.Context().Done()
+	headerSent, gone := false, false
+	var unacked int
+	for {
+		select {
+		case <-pr.signal:
+		case <-ctxDone:
+			ctxDone = nil
+			if pr.state.CompareAndSwap(stateQueued, stateCancelled) {
+				return nil // never sent: submit skips it
+			}
+			gone = true
+			pa.tellGone(pr)
+			continue
+		}
+		for _, m := range pr.take() {
+			switch m.typ {
+			case frRead:
+				go pa.readBody(pr, m.n)
+			case frSend:
+				if !gone {
+					err := writePart(w, m.head, m.body, p.logger, &headerSent, out)
+					if err == nil && m.flags&flagFlush != 0 {
+						err = rc.Flush()
+					}
+					if err != nil {
+						gone = true
+						pa.tellGone(pr)
+					}
+				}
+				// Acknowledged in batches: a process may run respWindow ahead.
+				if unacked += len(m.body); unacked >= respWindow/8 {
+					pa.ack(pr, unacked)
+					unacked = 0
+				}
+			case frResponse:
+				if m.flags&flagAbort != 0 {
+					if headerSent {
+						panic(http.ErrAbortHandler)
+					}
+					pr.mu.Lock()
+					bodyErr := pr.bodyErr
+					pr.mu.Unlock()
+					if bodyErr != nil {
+						return p.badBody(w, r, bodyErr)
+					}
+					return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s failed; see its traceback in the log", p.name()))
+				}
+				if gone {
+					return nil
+				}
+				if err := writePart(w, m.head, m.body, p.logger, &headerSent, out); err != nil && !headerSent {
+					return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s: %w", p.name(), err))
+				}
+				return nil
+			case msgLost:
+				if headerSent {
+					panic(http.ErrAbortHandler)
+				}
+				return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("%s: %w", p.name(), errLost))
+			case msgUnavailable:
+				return p.unavailable(w, pa.unavailable())
+			}
+		}
+	}
+}
+
+// writePart writes the status and headers when given, then a body part.
+func writePart(w http.ResponseWriter, head, body []byte, logger *zap.Logger, headerSent *bool, out *outcome) error {
+	if head != nil && !*headerSent {
+		code, err := writeHead(w, head, logger)
+		if err != nil {
+			return err
+		}
+		*headerSent = true
+		out.status = code
+	}
+	if len(body) > 0 {
+		if _, err := w.Write(body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// submit sends pr to the process with the fewest requests in flight among
+// those with a free thread, or queues it.
+func (pa *processApp) submit(pr *procRequest) error {
+	pa.mu.Lock()
+	if pa.closed {
+		pa.mu.Unlock()
+		return errClosed
+	}
+	var best *slot
+	for _, s := range pa.slots {
+		if s.cur.Load() != nil && s.inflight < pa.cfg.threads && (best == nil || s.inflight < best.inflight) {
+			best = s
+		}
+	}
+	if best != nil {
+		pr.state.Store(stateRunning)
+		c := best.assign(pr)
+		pa.mu.Unlock()
+		c.sendRequest(pr, writeInline)
+		return nil
+	}
+	if pa.running() == 0 {
+		pa.mu.Unlock()
+		return pa.unavailable()
+	}
+	if len(pa.queue) >= pa.cfg.maxQueue {
+		pa.mu.Unlock()
+		return errQueueFull
+	}
+	pa.queue = append(pa.queue, pr)
+	pa.mu.Unlock()
+	return nil
+}
+
+// assign records pr as running in the slot's process. Caller holds pa.mu.
+func (s *slot) assign(pr *procRequest) *child {
+	c := s.cur.Load()
+	s.inflight++
+	c.mu.Lock()
+	c.requests[pr.id] = pr
+	c.mu.Unlock()
+	pr.child.Store(c)
+	return c
+}
+
+// fill hands queued requests to the slot's process while it has free threads.
+// Caller holds pa.mu; the caller sends what it returns.
+func (s *slot) fill() (*child, []*procRequest) {
+	pa := s.pa
+	c := s.cur.Load()
+	var out []*procRequest
+	for c != nil && s.inflight < pa.cfg.threads && len(pa.queue) > 0 {
+		pr := pa.queue[0]
+		pa.queue[0] = nil
+		pa.queue = pa.queue[1:]
+		if !pr.state.CompareAndSwap(stateQueued, stateRunning) {
+			continue // its client left while it waited
+		}
+		s.assign(pr)
+		out = append(out, pr)
+	}
+	return c, out
+}
+
+// envPool holds environ buffers: a request's is copied into the link's
+// buffer when it is sent, and needed no more.
+var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+func (c *child) sendRequest(pr *procRequest, mode int) {
+	b := c.link.begin(frRequest, pr.id)
+	b = appendField(b, pr.env)
+	more := byte(0)
+	if pr.more {
+		more = 1
+	}
+	b = append(b, more)
+	b = append(b, pr.body...)
+	// A failed write means the process is gone: its reader fails pr.
+	c.link.endMode(b, mode)
+	*pr.envBuf = pr.env[:0]
+	envPool.Put(pr.envBuf)
+	pr.env, pr.envBuf = nil, nil
+}
+
+// finished takes a request answered by c out of its books and sends c the
+// next queued ones. It runs on c's reader, which writes them once it has
+// handled every frame it has read: under load, many in one system call.
+func (c *child) finished(id uint64) *procRequest {
+	s := c.slot
+	pa := s.pa
+	pa.mu.Lock()
+	c.mu.Lock()
+	pr := c.requests[id]
+	delete(c.requests, id)
+	c.mu.Unlock()
+	if pr == nil {
+		pa.mu.Unlock()
+		return nil
+	}
+	var next []*procRequest
+	if s.cur.Load() == c {
+		s.inflight--
+		_, next = s.fill()
+	}
+	pa.mu.Unlock()
+	for _, q := range next {
+		c.sendRequest(q, writeLater)
+	}
+	return pr
+}
+
+func (c *child) request(id uint64) *procRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.requests[id]
+}
+
+// The frames a handler sends its request's process; to a process that died
+// they go nowhere.
+func (pa *processApp) tellGone(pr *procRequest) {
+	if c := pr.child.Load(); c != nil {
+		c.link.send(frGone, pr.id)
+	}
+}
+
+func (pa *processApp) ack(pr *procRequest, n int) {
+	if c := pr.child.Load(); c != nil {
+		c.link.sendU32(frAck, pr.id, uint32(n))
+	}
+}
+
+// readBody answers a frRead with up to n bytes of the body (at least one),
+// its end, or its failure.
+func (pa *processApp) readBody(pr *procRequest, n int) {
+	buf := make([]byte, max(1, min(n, maxBodyPart)))
+	var got int
+	var err error
+	for got == 0 && err == nil {
+		got, err = pr.r.Body.Read(buf)
+	}
+	status := bodyData
+	switch {
+	case got > 0:
+	case err == io.EOF:
+		status = bodyEnd
+	default:
+		status = bodyFailed
+		pr.mu.Lock()
+		pr.bodyErr = err
+		pr.mu.Unlock()
+	}
+	if c := pr.child.Load(); c != nil {
+		c.link.send(frBody, pr.id, []byte{status}, buf[:got])
+	}
+}
+
+// ------------------------------------------------------------------ ASGI
+
+// pump sends the events queued on the slot's loop to its process. While no
+// process runs, they stay queued for the next one (pickLoop sends no new
+// request there meanwhile; what raced with the death goes to the restart).
+func (s *slot) pump() {
+	s.pumpMu.Lock()
+	defer s.pumpMu.Unlock()
+	c := s.cur.Load()
+	if c == nil {
+		return
+	}
+	var batch []byte
+	s.loop.take(func(events []byte) {
+		batch = append([]byte(nil), events...)
+	})
+	if binary.LittleEndian.Uint32(batch) == 0 || !c.adopt(batch) {
+		return
+	}
+	b := c.link.begin(frEvents, 0)
+	b = append(b, batch...)
+	c.link.end(b, true)
+}
+
+// adopt records the requests and WebSockets a batch starts as c's: c may
+// answer only those, and when it dies they fail with it. When c is dead
+// already, they fail now and adopt answers false.
+func (c *child) adopt(batch []byte) bool {
+	var started []uint64
+	var what []asgiWhat
+	eachEvent(batch, func(kind byte, token uint64, fields [][]byte) bool {
+		if (kind == evHTTP || kind == evWebSocket) && len(fields) > 5 {
+			// scopeFields: method, raw path and query are fields 1, 4 and 5,
+			// kept as slices of the batch, which this keeps alive meanwhile.
+			started = append(started, token)
+			what = append(what, asgiWhat{fields[1], fields[4], fields[5], kind == evWebSocket})
+		}
+		return true
+	})
+	c.mu.Lock()
+	dead := c.dead
+	if !dead {
+		for i, t := range started {
+			c.owned[t] = what[i]
+		}
+	}
+	c.mu.Unlock()
+	if dead {
+		for _, t := range started {
+			failASGI(t)
+		}
+	}
+	return !dead
+}
+
+// asgiWhat is what an ASGI request is, for the notice of its process's death.
+type asgiWhat struct {
+	method, path, query []byte
+	websocket           bool
+}
+
+func (w asgiWhat) String() string {
+	method := string(w.method)
+	if w.websocket {
+		method = "websocket"
+	}
+	if len(w.query) > 0 {
+		return method + " " + string(w.path) + "?" + string(w.query)
+	}
+	return method + " " + string(w.path)
+}
+
+// owns tells whether token is a request c runs; final ends it there.
+func (c *child) owns(token uint64, final bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.owned[token]
+	if ok && final {
+		delete(c.owned, token)
+	}
+	return ok
+}
+
+// ack tells the slot's process that n bytes of token's response reached the
+// client (asgiRequest.written).
+func (s *slot) ack(token uint64, n int) {
+	if c := s.cur.Load(); c != nil && n > 0 {
+		c.link.sendU32(frAck, token, uint32(n))
+	}
+}
+
+// failASGI ends an ASGI request whose process died: 502 before the response
+// started, a cut connection or a closed WebSocket after.
+func failASGI(token uint64) {
+	if v, ok := asgiRequests.Load(token); ok {
+		v.(*asgiRequest).push(outMsg{kind: postDone, flags: flagAbort | flagLost})
+	}
+}
+
+// ------------------------------------------------------------- the link
+
+// handle acts on one frame from the process.
+func (c *child) handle(typ byte, id uint64, p []byte) error {
+	switch typ {
+	case frReady:
+		select {
+		case c.ready <- string(p):
+		default:
+		}
+	case frLog:
+		return c.logEntry(p)
+	case frResponse, frSend:
+		flags, head, body, err := cutPart(p)
+		if err != nil {
+			return err
+		}
+		var pr *procRequest
+		if typ == frResponse {
+			pr = c.finished(id)
+		} else {
+			pr = c.request(id)
+		}
+		if pr != nil {
+			pr.push(procMsg{typ: typ, flags: flags, head: head, body: body})
+		}
+	case frRead:
+		if len(p) != 4 {
+			return errBadFrame
+		}
+		if pr := c.request(id); pr != nil {
+			pr.push(procMsg{typ: frRead, n: int(binary.LittleEndian.Uint32(p))})
+		}
+	case frPost:
+		if len(p) < 5 {
+			return errBadFrame
+		}
+		kind, flags := int(p[0]), int(binary.LittleEndian.Uint32(p[1:]))
+		a, b, err := cutField(p[5:])
+		if err != nil {
+			return err
+		}
+		final := kind == postDone || (kind == postHTTP && flags&1 == 0)
+		if !c.owns(id, final) {
+			return nil // over already, or not this process's to answer
+		}
+		if v, ok := asgiRequests.Load(id); ok {
+			v.(*asgiRequest).push(outMsg{kind: kind, a: a, b: b, flags: flags &^ flagLost})
+		}
+	default:
+		return errBadFrame
+	}
+	return nil
+}
+
+// logEntry writes an entry the process logged (its app's output among them)
+// to the app's log.
+func (c *child) logEntry(p []byte) error {
+	if len(p) < 1 {
+		return errBadFrame
+	}
+	// Never above error: a Fatal entry would end Caddy, a Panic one panic it.
+	level := min(max(zapcore.Level(int8(p[0])), zapcore.DebugLevel), zapcore.ErrorLevel)
+	msg, rest, err := cutField(p[1:])
+	if err != nil {
+		return err
+	}
+	ce := c.logger.Check(level, string(msg))
+	if ce == nil {
+		return nil
+	}
+	var fields map[string]any
+	if json.Unmarshal(rest, &fields) != nil {
+		return errBadFrame
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	zf := make([]zap.Field, 0, len(keys))
+	for _, k := range keys {
+		zf = append(zf, zap.Any(k, fields[k]))
+	}
+	ce.Write(zf...)
+	return nil
+}
+
+// readLoop reads the process's frames until its link ends.
+func (c *child) readLoop(done func()) {
+	defer done()
+	defer close(c.read)
+	defer c.lost()
+	for {
+		typ, id, p, err := c.link.read()
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, os.ErrClosed) && !c.killed.Load() && !isClosedConn(err) {
+				c.logger.Error("the link to the app's process broke; ending the process", zap.Error(err))
+				c.kill()
+			}
+			return
+		}
+		if err := c.handle(typ, id, p); err != nil {
+			c.logger.Error("the app's process sent a malformed frame; ending it", zap.Error(err), zap.Uint8("frame", typ))
+			c.kill()
+			return
+		}
+		if c.link.rd.Buffered() == 0 {
+			c.link.flush() // what finished left to send, before waiting for more
+		}
+	}
+}
+
+func isClosedConn(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// lost fails what the process was running once its link is gone.
+func (c *child) lost() {
+	s := c.slot
+	pa := s.pa
+	pa.mu.Lock()
+	if s.cur.Load() == c {
+		s.cur.Store(nil)
+		s.inflight = 0
+	}
+	c.mu.Lock()
+	c.dead = true
+	reqs, owned := c.requests, c.owned
+	c.requests, c.owned = nil, nil
+	var running []string
+	for _, pr := range reqs {
+		running = append(running, pr.r.Method+" "+pr.r.RequestURI)
+	}
+	for _, what := range owned {
+		running = append(running, what.String())
+	}
+	sort.Strings(running)
+	c.running = running
+	c.mu.Unlock()
+	var orphans []*procRequest
+	if pa.running() == 0 {
+		orphans, pa.queue = pa.queue, nil
+	}
+	pa.mu.Unlock()
+	for _, pr := range reqs {
+		pr.push(procMsg{typ: msgLost})
+	}
+	for token := range owned {
+		failASGI(token)
+	}
+	for _, pr := range orphans {
+		if pr.state.CompareAndSwap(stateQueued, stateRunning) {
+			pr.push(procMsg{typ: msgUnavailable})
+		}
+	}
+}
+
+func (c *child) kill() {
+	c.killed.Store(true)
+	c.cmd.Process.Signal(syscall.SIGKILL)
+}
+
+// ------------------------------------------------------------- spawning
+
+// Children are started from one OS thread that never ends: the kernel sends
+// a child's PR_SET_PDEATHSIG signal when the thread that forked it exits,
+// and Go ends threads of its own accord.
+var spawner struct {
+	once sync.Once
+	ops  chan func()
+}
+
+func onSpawnThread(f func()) {
+	spawner.once.Do(func() {
+		spawner.ops = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as Caddy
+			for op := range spawner.ops {
+				op()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawner.ops <- func() { f(); close(done) }
+	<-done
+}
+
+// spawn starts a process for the slot and sends it the app's config.
+func (s *slot) spawn() (*child, error) {
+	pa := s.pa
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create a socket pair for the app's process: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "link"), os.NewFile(uintptr(fds[1]), "link")
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		ours.Close()
+		theirs.Close()
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe", // this very binary, even if replaced on disk since
+		Args:       []string{os.Args[0], "python-worker"},
+		Env:        pa.env,
+		Stdout:     outW,
+		Stderr:     outW,
+		ExtraFiles: []*os.File{theirs}, // fd 3
+		SysProcAttr: &syscall.SysProcAttr{
+			Pdeathsig:  syscall.SIGKILL,
+			Setpgid:    true, // a terminal's ^C is Caddy's to handle, not the child's
+			Credential: pa.creds,
+		},
+	}
+	var startErr error
+	onSpawnThread(func() { startErr = cmd.Start() })
+	theirs.Close()
+	outW.Close()
+	if startErr != nil {
+		ours.Close()
+		outR.Close()
+		return nil, fmt.Errorf("cannot start a process for the app: %w", startErr)
+	}
+	l, err := newLink(ours)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		outR.Close()
+		return nil, err
+	}
+	c := &child{
+		slot:     s,
+		cmd:      cmd,
+		pid:      cmd.Process.Pid,
+		link:     l,
+		ready:    make(chan string, 1),
+		ended:    make(chan struct{}),
+		read:     make(chan struct{}),
+		outDone:  make(chan struct{}),
+		requests: map[uint64]*procRequest{},
+		owned:    map[uint64]asgiWhat{},
+	}
+	c.logger = pa.logger.With(zap.Int("pid", c.pid))
+	var parts sync.WaitGroup
+	parts.Add(2)
+	go c.readOutput(outR)
+	go c.wait(parts.Done)
+	go c.readLoop(parts.Done)
+	go func() {
+		parts.Wait()
+		close(c.ended)
+	}()
+	cfg, _ := json.Marshal(childConfig{
+		Kind:         pa.cfg.kind,
+		Module:       pa.cfg.module,
+		Lifespan:     pa.cfg.lifespan,
+		WorkingDir:   pa.cfg.workingDir,
+		Venv:         pa.cfg.venv,
+		Threads:      pa.cfg.threads,
+		Multiprocess: pa.cfg.interpreters > 1,
+	})
+	l.send(frConfig, 0, cfg)
+	return c, nil
+}
+
+// wait reaps the process. Its end of the link closed with it (no subprocess
+// of the app inherits it: the child holds it close-on-exec), so the reader
+// gets the frames sent last, then EOF; the link is closed here only if that
+// does not come.
+func (c *child) wait(done func()) {
+	defer done()
+	c.cmd.Wait()
+	c.endedAt = time.Now()
+	c.status, c.signal, c.code = describeExit(c.cmd.ProcessState)
+	select {
+	case <-c.read:
+	case <-time.After(2 * time.Second):
+		c.link.close()
+	}
+}
+
+func describeExit(ps *os.ProcessState) (status, signal string, code int) {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Signaled():
+		name := unix.SignalName(ws.Signal())
+		if name == "" {
+			name = strconv.Itoa(int(ws.Signal()))
+		}
+		return "was killed by signal " + name, name, 0
+	case ok && ws.Exited():
+		return fmt.Sprintf("exited with status %d", ws.ExitStatus()), "", ws.ExitStatus()
+	}
+	return ps.String(), "", -1
+}
+
+// outputLines is how much of a process's last output its death notice quotes.
+const outputLines = 12
+
+// readOutput logs what the process writes to its stdout and stderr outside
+// Python's sys.stdout (C code, the Go runtime's last words), and keeps the
+// last lines for the notice of its death.
+func (c *child) readOutput(r *os.File) {
+	defer close(c.outDone)
+	defer r.Close()
+	rd := bufio.NewReaderSize(r, 16<<10)
+	for {
+		// A line longer than the buffer comes in pieces.
+		b, _, err := rd.ReadLine()
+		if len(b) > 0 || err == nil {
+			text := string(b)
+			c.logger.Info(text, zap.String("stream", "output"))
+			c.mu.Lock()
+			if len(c.tail) == outputLines {
+				c.tail = append(c.tail[:0], c.tail[1:]...)
+			}
+			c.tail = append(c.tail, text)
+			c.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// lastWords is the process's last output, for a start that failed.
+func (c *child) lastWords() []string {
+	select {
+	case <-c.outDone:
+	case <-time.After(500 * time.Millisecond):
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.tail...)
+}

@@ -1,0 +1,295 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Supervision of an `isolation process` app: one goroutine per slot starts its
+// process, waits for it to end and starts another, with a delay that doubles
+// while processes die young or fail to start. While no process of the app
+// runs, its requests get 503 with the reason in the log. Stopping the app
+// (reload, exit) drains and ends every process; none outlives Caddy, as the
+// kernel kills a child whose parent died (PR_SET_PDEATHSIG, process.go).
+
+const (
+	// childStartTimeout bounds the app's import and lifespan startup in a new process.
+	childStartTimeout = 120 * time.Second
+	restartBase       = 200 * time.Millisecond
+	restartMax        = 30 * time.Second
+	// stableAfter: a process that ran this long before it died counts as a
+	// success; the next restart comes after restartBase again.
+	stableAfter = 10 * time.Second
+	// crashLoopAfter failed starts in a row are logged as the app being down.
+	crashLoopAfter = 5
+	// stopGrace is what a process gets on top of drainTimeout to exit.
+	stopGrace = 5 * time.Second
+)
+
+func restartDelay(failures int) time.Duration {
+	d := restartBase
+	for i := 0; i < failures && d < restartMax; i++ {
+		d *= 2
+	}
+	return min(d, restartMax)
+}
+
+// supervise runs the slot's processes for the app's life: the first start,
+// whose outcome goes to first (a failure refuses the config, as an app that
+// fails to load in-process does), then a restart after every death.
+func (s *slot) supervise(first chan<- error) {
+	pa := s.pa
+	defer pa.wg.Done()
+	c, err := s.start()
+	first <- err
+	if err != nil {
+		return
+	}
+	for {
+		select {
+		case <-c.ended:
+		case <-pa.stopping:
+			s.stop(c)
+			return
+		}
+		select {
+		case <-pa.stopping:
+			return
+		default:
+		}
+		if c.endedAt.Sub(c.readyAt) >= stableAfter {
+			s.failures = 0
+		}
+		delay := restartDelay(s.failures)
+		s.failures++
+		s.logDeath(c, delay)
+		for {
+			select {
+			case <-time.After(delay):
+			case <-pa.stopping:
+				return
+			}
+			c, err = s.start()
+			if err == nil {
+				break
+			}
+			if errors.Is(err, errClosed) {
+				return
+			}
+			s.startFailures++
+			delay = restartDelay(s.failures)
+			s.failures++
+			s.logStartFailure(err, delay)
+		}
+		if s.startFailures >= crashLoopAfter {
+			c.logger.Info("the app's process started again", zap.Int("process", s.index),
+				zap.Int("failed_starts", s.startFailures))
+		}
+		s.startFailures = 0
+	}
+}
+
+// start runs a new process for the slot and waits until its app serves.
+func (s *slot) start() (*child, error) {
+	pa := s.pa
+	started := time.Now()
+	c, err := s.spawn()
+	if err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(childStartTimeout)
+	defer timer.Stop()
+	var failure error
+	select {
+	case msg := <-c.ready:
+		if msg != "" {
+			failure = errors.New(msg)
+			break
+		}
+		c.readyAt = time.Now()
+		if !s.up(c) {
+			<-c.ended
+			return nil, fmt.Errorf("its process %s as it became ready%s", c.status, quoted(c.lastWords()))
+		}
+		pa.mu.Lock()
+		pa.lastFailure = ""
+		pa.mu.Unlock()
+		c.logger.Info("app process started", zap.Int("process", s.index), zap.Duration("took", time.Since(started)))
+		return c, nil
+	case <-c.ended:
+		failure = fmt.Errorf("its process %s before the app was ready%s", c.status, quoted(c.lastWords()))
+		select {
+		case msg := <-c.ready: // why it could not start, sent before it exited
+			if msg != "" {
+				failure = errors.New(msg)
+			}
+		default:
+		}
+	case <-timer.C:
+		failure = fmt.Errorf("its process was not ready %s after it started, so Caddy ended it", childStartTimeout)
+	case <-pa.stopping:
+		failure = errClosed
+	}
+	c.kill()
+	<-c.ended
+	return nil, failure
+}
+
+// up makes c the slot's process: it gets the queued WSGI requests it has
+// threads for and the events waiting on the slot's loop. False when c died
+// before that.
+func (s *slot) up(c *child) bool {
+	pa := s.pa
+	pa.mu.Lock()
+	c.mu.Lock()
+	dead := c.dead
+	c.mu.Unlock()
+	if dead {
+		pa.mu.Unlock()
+		return false
+	}
+	s.cur.Store(c)
+	s.inflight = 0
+	_, next := s.fill()
+	pa.mu.Unlock()
+	for _, pr := range next {
+		c.sendRequest(pr, writeInline)
+	}
+	if s.loop != nil {
+		s.pump()
+	}
+	return true
+}
+
+// stop lets the process finish its requests (queued WSGI ones first go out
+// to the app's processes), then waits for it to exit, or kills it.
+func (s *slot) stop(c *child) {
+	pa := s.pa
+	deadline := time.Now().Add(drainTimeout)
+	for time.Now().Before(deadline) {
+		pa.mu.Lock()
+		queued := len(pa.queue)
+		pa.mu.Unlock()
+		if queued == 0 {
+			break
+		}
+		select {
+		case <-c.ended:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	c.link.send(frStop, 0)
+	select {
+	case <-c.ended:
+	case <-time.After(drainTimeout + stopGrace):
+		c.logger.Error("the app's process did not finish its requests in time; killed it",
+			zap.Int("process", s.index), zap.Duration("waited", drainTimeout+stopGrace))
+		c.kill()
+		<-c.ended
+	}
+}
+
+func (pa *processApp) stop() {
+	pa.stopOnce.Do(func() {
+		pa.mu.Lock()
+		pa.closed = true
+		pa.mu.Unlock()
+		for _, s := range pa.slots {
+			if s.loop != nil {
+				close(s.loop.closing) // open WebSockets are closed with 1001
+			}
+		}
+		close(pa.stopping)
+		pa.wg.Wait()
+		pa.mu.Lock()
+		orphans := pa.queue
+		pa.queue = nil
+		pa.mu.Unlock()
+		for _, pr := range orphans {
+			if pr.state.CompareAndSwap(stateQueued, stateRunning) {
+				pr.push(procMsg{typ: msgUnavailable})
+			}
+		}
+		for _, s := range pa.slots {
+			if s.loop != nil {
+				close(s.loop.exited)
+			}
+		}
+	})
+}
+
+func (s *slot) logDeath(c *child, restartIn time.Duration) {
+	words := c.lastWords()
+	c.mu.Lock()
+	running := c.running
+	c.mu.Unlock()
+	fields := []zap.Field{zap.Int("process", s.index)}
+	if c.signal != "" {
+		fields = append(fields, zap.String("signal", c.signal))
+	} else {
+		fields = append(fields, zap.Int("exit_code", c.code))
+	}
+	if fatal := fatalLine(words); fatal != "" {
+		fields = append(fields, zap.String("fatal", fatal))
+	}
+	fields = append(fields, zap.Int("requests_in_flight", len(running)))
+	if len(running) > 0 {
+		fields = append(fields, zap.Strings("requests", running[:min(len(running), 20)]))
+	}
+	if len(words) > 0 {
+		fields = append(fields, zap.Strings("last_output", words))
+	}
+	fields = append(fields, zap.Duration("restart_in", restartIn))
+	msg := "the app's process " + c.status
+	if c.signal == "SIGKILL" && !c.killed.Load() {
+		msg += " (not by Caddy; the kernel's OOM killer sends SIGKILL when memory runs out, see dmesg)"
+	}
+	c.logger.Error(msg+"; its requests in flight got 502; restarting it", fields...)
+}
+
+func (s *slot) logStartFailure(err error, next time.Duration) {
+	pa := s.pa
+	pa.mu.Lock()
+	pa.lastFailure = lastLine(err.Error())
+	pa.mu.Unlock()
+	if s.startFailures == crashLoopAfter {
+		pa.logger.Error(fmt.Sprintf("the app failed to start %d times in a row: it answers 503 while none of its "+
+			"processes runs, and is tried again after growing delays, up to %s", crashLoopAfter, restartMax),
+			zap.Int("process", s.index), zap.String("reason", err.Error()), zap.Duration("next_attempt_in", next))
+		return
+	}
+	pa.logger.Error("the app's process failed to start", zap.Int("process", s.index),
+		zap.Int("attempt", s.startFailures), zap.String("reason", err.Error()), zap.Duration("next_attempt_in", next))
+}
+
+// fatalLine picks the line in which the Go runtime or CPython names a fatal
+// signal or error ("SIGSEGV: segmentation violation", "Fatal Python error: ...").
+func fatalLine(lines []string) string {
+	for _, l := range lines {
+		if strings.HasPrefix(l, "SIG") && strings.Contains(l, ": ") || strings.HasPrefix(l, "Fatal Python error") ||
+			strings.HasPrefix(l, "fatal error: ") {
+			return l
+		}
+	}
+	return ""
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n ")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func quoted(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; its last output:\n" + strings.Join(lines, "\n")
+}
