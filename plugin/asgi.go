@@ -499,6 +499,10 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 					if headerSent {
 						panic(http.ErrAbortHandler)
 					}
+					if m.flags&flagTimedOut != 0 {
+						return caddyhttp.Error(http.StatusGatewayTimeout,
+							fmt.Errorf("%s was interrupted by its stop; see where in the log", p.name()))
+					}
 					return caddyhttp.Error(http.StatusInternalServerError,
 						fmt.Errorf("%s failed before responding; see its log", p.name()))
 				}

@@ -462,7 +462,7 @@ func (p *Python) serveWSGI(w http.ResponseWriter, r *http.Request, out *outcome)
 	if release, err := p.awaitWSGI(req, r); !release {
 		return err
 	}
-	failed, aborted, bodyErr := req.failed, req.aborted, req.bodyErr
+	failed, aborted, bodyErr, timedOut := req.failed, req.aborted, req.bodyErr, req.timedOut
 	out.status = req.status
 	p.metrics.waited(time.Duration(req.waited))
 	req.release()
@@ -471,6 +471,9 @@ func (p *Python) serveWSGI(w http.ResponseWriter, r *http.Request, out *outcome)
 	}
 	if failed && bodyErr != nil {
 		return p.badBody(w, r, bodyErr)
+	}
+	if failed && timedOut {
+		return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("%s was interrupted by its stop; see where in the log", p.name()))
 	}
 	if failed {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s failed; see its traceback in the log", p.name()))

@@ -15,8 +15,9 @@ import (
 
 // Flags on a response part; the same values as VV_FLUSH and VV_ABORT in runtime/vivarium.h.
 const (
-	flagFlush = 1
-	flagAbort = 2
+	flagFlush    = 1
+	flagAbort    = 2
+	flagTimedOut = 4 // with flagAbort: RequestTimeout interrupted the app (a stop's force)
 )
 
 // Request states: a queued request is either taken by a worker or given up by
@@ -57,6 +58,7 @@ type request struct {
 	progress atomic.Int64 // when the request was queued, started, sent or read part (ns since epoch)
 	writing  atomic.Int64 // when the write under way began (ns since epoch); 0: none
 	reading  atomic.Bool  // the worker waits for the request body
+	timedOut bool         // RequestTimeout ended it: answer 504, not 500
 	worker   *worker      // the worker running it, and its seq, for an interrupt
 	seq      uint32
 	// In a child process of an `isolation process` app: the request is
@@ -81,7 +83,7 @@ func (req *request) release() {
 	req.w, req.r, req.env, req.body, req.logger = nil, nil, env, nil, nil
 	req.headerSent, req.failed, req.aborted, req.written = false, false, false, 0
 	req.status, req.queuedAt, req.waited, req.bodyErr = 0, 0, 0, nil
-	req.over, req.finished, req.worker, req.seq = false, false, nil, 0
+	req.over, req.finished, req.worker, req.seq, req.timedOut = false, false, nil, 0, false
 	req.stalled.Store(false)
 	req.writing.Store(0)
 	req.reading.Store(false)
@@ -122,13 +124,14 @@ func (req *request) finish(head, body []byte, flags int, flush bool) {
 		req.mu.Unlock()
 		req.done <- struct{}{}
 	}()
+	req.timedOut = flags&flagTimedOut != 0
 	if flags&flagAbort != 0 {
 		if req.headerSent {
 			req.aborted = true
 		} else {
 			req.failed = true
 		}
-	} else if err := req.send(head, body, 0); err != nil {
+	} else if err := req.sendLast(head, body); err != nil {
 		if !req.headerSent {
 			req.failed = true
 		} else {
@@ -139,6 +142,22 @@ func (req *request) finish(head, body []byte, flags int, flush bool) {
 		_ = http.NewResponseController(req.w).Flush()
 		req.writing.Store(0)
 	}
+}
+
+// sendLast writes the final part, accounting the time it takes to the
+// worker (workerInPython): it writes after Python, where the scheduler does
+// not see it otherwise. Caller holds mu.
+func (req *request) sendLast(head, body []byte) error {
+	w := req.worker
+	if w == nil {
+		return req.send(head, body, 0)
+	}
+	start := monotime()
+	w.writeSince.Store(start)
+	err := req.send(head, body, 0)
+	w.wrote.Add(monotime() - start)
+	w.writeSince.Store(0)
+	return err
 }
 
 // send writes part of a streamed response, for the worker running it.

@@ -77,6 +77,11 @@ type worker struct {
 	seq    uint32
 	host   *interpreter // the interpreter it runs in
 
+	// Writing the last part of a response (request.finish): since when, and
+	// how long all such writes took, for inPython.
+	writeSince atomic.Int64
+	wrote      atomic.Int64
+
 	// Guarded by pool.mu.
 	assigned *request // handed over while the thread slept
 	exit     bool
@@ -152,7 +157,17 @@ func (p *pool) addWorker(i int, w *worker) {
 
 func workerDemand(w *worker) uint64 { return uint64(C.vv_worker_demand(w.c)) }
 
-func workerInPython(w *worker) uint64 { return uint64(C.vv_worker_in_python(w.c)) }
+// workerInPython counts, besides its time in Python, the time the worker
+// spent writing the last part of a response (vvServe, after Python): a
+// thread blocked on a client that reads slowly waits, and other requests
+// may have a thread meanwhile.
+func workerInPython(w *worker) uint64 {
+	ns := uint64(C.vv_worker_in_python(w.c)) + uint64(w.wrote.Load())
+	if since := w.writeSince.Load(); since != 0 {
+		ns += uint64(max(0, monotime()-since))
+	}
+	return ns
+}
 
 func wakeWorker(w *worker) { C.vv_worker_wake(w.c) }
 

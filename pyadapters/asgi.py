@@ -30,6 +30,7 @@ POST_WS_ACCEPT, POST_WS_TEXT, POST_WS_BYTES, POST_WS_CLOSE = 4, 5, 6, 7
 POST_OK, POST_PAUSE, POST_GONE = 0, 1, -1
 MORE = 1
 ABORT = _vivarium.ABORT
+TIMED_OUT = _vivarium.TIMED_OUT
 
 _post = _vivarium.post
 RequestTimeout = _vivarium.RequestTimeout
@@ -152,9 +153,11 @@ class Cycle:
             flags = self.finished_flags()
         except asyncio.CancelledError:
             flags = ABORT
-        except (ClientDisconnected, RequestTimeout):
-            # RequestTimeout: the server answered 504 and logged where it was.
+        except ClientDisconnected:
             flags = ABORT
+        except RequestTimeout:
+            # The server logged where it was, and answers 504 if it has not yet.
+            flags = ABORT | TIMED_OUT
         except BaseException:
             # Once the client is gone, frameworks turn our ClientDisconnected
             # into errors of their own (Starlette's ClientDisconnect): that is

@@ -21,6 +21,7 @@ DEFAULT_ATTR = "application"
 
 FLUSH = _vivarium.FLUSH
 ABORT = _vivarium.ABORT
+TIMED_OUT = _vivarium.TIMED_OUT
 RequestTimeout = _vivarium.RequestTimeout
 _send = _vivarium.send
 _read = _vivarium.read
@@ -224,11 +225,13 @@ def make_handler(
         response = Response(token)
         try:
             return _respond(app, environ, response)
-        except (ConnectionError, RequestTimeout):
-            # The client went away mid-response, or the request ran past its
-            # timeout (the server has answered 504 and logged where it was):
-            # nothing left to tell anyone.
+        except ConnectionError:
+            # The client went away mid-response; nothing left to tell it.
             return None, None, ABORT
+        except RequestTimeout:
+            # Its timeout or its app's stop interrupted it; the server logged
+            # where it was, and answers 504 if it has not yet.
+            return None, None, ABORT | TIMED_OUT
         except BaseException:
             _log_exception(environ, "exception in app")
             return None, None, ABORT

@@ -337,6 +337,7 @@ static int bridge_exec(PyObject *mod)
         return -1;
     if (PyModule_AddIntConstant(mod, "FLUSH", VV_FLUSH) < 0 ||
         PyModule_AddIntConstant(mod, "ABORT", VV_ABORT) < 0 ||
+        PyModule_AddIntConstant(mod, "TIMED_OUT", VV_TIMED_OUT) < 0 ||
         PyModule_AddIntConstant(mod, "STDOUT", VV_LOG_STDOUT) < 0 ||
         PyModule_AddIntConstant(mod, "STDERR", VV_LOG_STDERR) < 0 ||
         PyModule_AddIntConstant(mod, "ERROR", VV_LOG_ERROR) < 0 ||

@@ -19,6 +19,7 @@
 /* Flags on the final or streamed part of a response. */
 #define VV_FLUSH 1 /* write to the client now: the app streams */
 #define VV_ABORT 2 /* the app failed after headers were sent: cut the connection */
+#define VV_TIMED_OUT 4 /* with VV_ABORT: its code was interrupted by RequestTimeout */
 
 /* Where an app runs (the `isolation` directive). */
 #define VV_ISOLATION_INTERPRETER 0 /* its own interpreter with its own GIL */

@@ -30,9 +30,14 @@ def get(server, path, **params):
 
 
 def timeout_entry(server, path, needle=""):
-    """The error entry that reports the timeout of GET path."""
-    entries = [e for e in log_entries(server, f"request GET {path}") if "ran past its timeout" in e["msg"]]
-    entries = [e for e in entries if needle in e["msg"]]
+    """The entry that reports the timeout of GET path (logged once the
+    interrupt is done, after the 504)."""
+
+    def found():
+        entries = [e for e in log_entries(server, f"request GET {path}") if "ran past its timeout" in e["msg"]]
+        return [e for e in entries if needle in e["msg"]]
+
+    entries = wait_until(found, timeout=BOUND)
     assert entries, f"no timeout entry for {path} ({needle!r}):\n{tail(server.log_text())}"
     return entries[0]
 
