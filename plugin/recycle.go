@@ -8,6 +8,7 @@ import "C"
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -87,6 +88,9 @@ func (a *app) recycle(old *interpreter, cause string, served int64) {
 		return
 	}
 	a.logger.Info("recycling an interpreter: "+cause, zap.Int64("interpreter", old.id), zap.Int64("served", served))
+	// The metric's reason is the directive that caused it: the cause's first word.
+	reason, _, _ := strings.Cut(cause, " ")
+	a.metrics.Restarted(reason)
 	fresh, err := a.startInterpreter(a.pool.addInterp())
 	if err != nil {
 		if fresh != nil {

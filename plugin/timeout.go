@@ -90,6 +90,7 @@ func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err err
 			// The app goes on with the client gone; the response ends when
 			// it returns.
 			req.stalled.Store(true)
+			p.metrics.TimedOut("write")
 			_ = http.NewResponseController(req.w).SetWriteDeadline(time.Now())
 			p.logger.Warn("a response write made no progress within write_timeout: the response is ended and its thread freed",
 				zap.String("method", r.Method), zap.String("uri", r.RequestURI),
@@ -108,6 +109,7 @@ func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err err
 		}
 		if req.state.CompareAndSwap(stateQueued, stateCancelled) {
 			p.waitedInQueue(req)
+			p.metrics.TimedOut("queue")
 			p.logger.Error("request timed out waiting for a thread: every thread of the app was busy for its whole timeout",
 				zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("timeout", ctl.timeout))
 			return false, caddyhttp.Error(http.StatusGatewayTimeout,
@@ -118,6 +120,7 @@ func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err err
 			<-req.done // it finished just now
 			return true, nil
 		}
+		p.metrics.TimedOut("request")
 		if w != nil && w.host != nil && w.host.owner != nil {
 			go w.host.owner.reportTimeout(w, seq, r.Method, r.RequestURI)
 		}
@@ -198,6 +201,7 @@ func (a *app) reportTimeout(w *worker, seq uint32, method, uri string) {
 // interrupted or cancelled (reportASGITimeout).
 func (p *Python) asgiTimedOut(q *asgiRequest, r *http.Request, headerSent bool) error {
 	q.markGone()
+	p.metrics.TimedOut("request")
 	timeout := p.app.Load().cfg.controls.timeout
 	if h := q.loop.host; h != nil && h.owner != nil {
 		go h.owner.reportASGITimeout(q.loop, q.token, r.Method, r.RequestURI)

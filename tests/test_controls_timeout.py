@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from controls_support import KINDS, block, info, log_entries
-from support import tail, wait_until
+from support import scrape, tail, wait_until
 
 TIMEOUT = "2s"
 BOUND = 30  # seconds any one exchange may take here (a hang guard, not a timing check)
@@ -63,6 +63,7 @@ def test_code_that_spins_gets_504_and_is_interrupted_where_it_was(start_caddy, k
     # the interrupted code let go of its thread (WSGI) or event loop (ASGI)
     assert get(server, "/a/info").status_code == 200
     assert_other_app_serves(server)
+    assert scrape(server).value("vivarium_timeouts_total", app="controlled", kind="request") == 1
 
 
 def test_four_spinning_requests_on_four_threads_leave_the_app_reachable(start_caddy):
