@@ -35,6 +35,15 @@ func (p *Python) chooseIsolation(kind string, logger *zap.Logger) error {
 	reports, err := checkStarts(ctx,
 		appConfig{kind: kind, module: p.module(), workingDir: p.WorkingDir, venv: p.Venv, controls: ctl},
 		defaultAttr, isolationInterpreter, 1)
+	if ctx.Err() != nil {
+		// The import did not finish within start_timeout: the start that
+		// follows bounds it as it bounds any start, refuses the config and
+		// shows where the code was, in an interpreter as good as anywhere.
+		p.Isolation = isolationInterpreter
+		logger.Warn("isolation auto: interpreter, since the probe's import did not finish within start_timeout",
+			zap.Duration("start_timeout", ctl.startTimeout))
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%s: isolation auto: %v", p.name(), err)
 	}
