@@ -93,7 +93,7 @@ func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err err
 			p.metrics.TimedOut("write")
 			_ = http.NewResponseController(req.w).SetWriteDeadline(time.Now())
 			p.logger.Warn("a response write made no progress within write_timeout: the response is ended and its thread freed",
-				zap.String("method", r.Method), zap.String("uri", r.RequestURI),
+				zap.String("method", r.Method), zap.String("uri", requestURI(r)),
 				zap.Duration("write_timeout", ctl.writeTimeout))
 		}
 		idle := now - req.progress.Load()
@@ -111,7 +111,7 @@ func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err err
 			p.waitedInQueue(req)
 			p.metrics.TimedOut("queue")
 			p.logger.Error("request timed out waiting for a thread: every thread of the app was busy for its whole timeout",
-				zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("timeout", ctl.timeout))
+				zap.String("method", r.Method), zap.String("uri", requestURI(r)), zap.Duration("timeout", ctl.timeout))
 			return false, caddyhttp.Error(http.StatusGatewayTimeout,
 				fmt.Errorf("%s: no thread was free within timeout %v", p.name(), ctl.timeout))
 		}
@@ -122,7 +122,7 @@ func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err err
 		}
 		p.metrics.TimedOut("request")
 		if w != nil && w.host != nil && w.host.owner != nil {
-			go w.host.owner.reportTimeout(w, seq, r.Method, r.RequestURI)
+			go w.host.owner.reportTimeout(w, seq, r.Method, requestURI(r))
 		}
 		if headerSent {
 			panic(http.ErrAbortHandler)
@@ -204,7 +204,7 @@ func (p *Python) asgiTimedOut(q *asgiRequest, r *http.Request, headerSent bool) 
 	p.metrics.TimedOut("request")
 	timeout := p.app.Load().cfg.controls.timeout
 	if h := q.loop.host; h != nil && h.owner != nil {
-		go h.owner.reportASGITimeout(q.loop, q.token, r.Method, r.RequestURI)
+		go h.owner.reportASGITimeout(q.loop, q.token, r.Method, requestURI(r))
 	}
 	if headerSent {
 		panic(http.ErrAbortHandler)
