@@ -689,7 +689,14 @@ func (c *child) handle(typ byte, id uint64, p []byte) error {
 			return nil // over already, or not this process's to answer
 		}
 		if v, ok := asgiRequests.Load(id); ok {
-			v.(*asgiRequest).push(outMsg{kind: kind, a: a, b: b, flags: flags &^ flagLost})
+			q := v.(*asgiRequest)
+			if q.push(outMsg{kind: kind, a: a, b: b, flags: flags &^ flagLost}) == postGone && final {
+				// The client left before the last part came, and the handler
+				// waits for the app's end; in Caddy's process the app would
+				// have been told at once and said so, but the process,
+				// having answered, says nothing more.
+				q.push(outMsg{kind: postDone, flags: flagAbort})
+			}
 		}
 	default:
 		return errBadFrame
