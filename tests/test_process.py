@@ -746,3 +746,17 @@ def test_clients_that_leave_as_the_app_answers_leave_nothing_in_flight(start_cad
 
     assert wait_until(lambda: in_flight() == 0, timeout=15), f"{in_flight()} requests still in flight"
     assert caddy.get("/p/info").status_code == 200
+
+
+def test_env_and_timeout_apply_in_the_apps_processes(start_caddy, kind):
+    caddy = start_caddy(
+        process_block("/p/*", kind, timeout="1s")
+        .replace("\tisolation process", "\tisolation process\n\tenv VIVARIUM_TEST_ENV from-the-caddyfile")
+    )
+    assert "VIVARIUM_TEST_ENV" in caddy.get_json("/p/info")["vivarium_env"]
+    started = time.monotonic()
+    slow = caddy.get("/p/sleep", params={"s": "4"})
+    assert slow.status_code == 504, slow.text
+    assert time.monotonic() - started < 3.5, "the timeout did not cut the request short"
+    assert wait_until(lambda: caddy.log_entries_containing("ran past its timeout"), timeout=10), tail(caddy.log_text())
+    assert caddy.get("/p/info").status_code == 200
