@@ -54,6 +54,14 @@ type childConfig struct {
 	Venv         string `json:"venv"`
 	Threads      int    `json:"threads"`
 	Multiprocess bool   `json:"multiprocess"`
+	// The app's controls, as in Caddy's process: its environment, and the
+	// limits that recycle its interpreter in place.
+	Name        string            `json:"name"`
+	Env         map[string]string `json:"env"`
+	Timeout     time.Duration     `json:"timeout"`
+	StartTimout time.Duration     `json:"start_timeout"`
+	MaxRequests int               `json:"max_requests"`
+	MaxMemory   int64             `json:"max_memory"`
 }
 
 // childSide is a child process's state: its link to Caddy, its app and the
@@ -144,6 +152,10 @@ func (cs *childSide) serve() int {
 		// Caddy sends a process no more WSGI requests than it has threads.
 		maxQueue: 1 << 20,
 		options:  map[string]any{"multiprocess": cfg.Multiprocess},
+		controls: controls{
+			name: cfg.Name, env: cfg.Env, timeout: cfg.Timeout, startTimeout: cfg.StartTimout,
+			maxRequests: cfg.MaxRequests, maxMemory: cfg.MaxMemory,
+		},
 	}, cs.logger)
 	if err != nil {
 		cs.link.send(frReady, 0, []byte(err.Error()))

@@ -66,8 +66,9 @@ func (p *Python) validateProcess() error {
 }
 
 // flagLost, on a postDone Caddy makes up: the app's process died with the
-// request. Go only, beside flagFlush and flagAbort.
-const flagLost = 4
+// request. Go only, beside flagFlush, flagAbort and flagTimedOut; its bit is
+// reserved in runtime/vivarium.h.
+const flagLost = 8
 
 // Messages for a WSGI request's handler besides the child's frames.
 const (
@@ -305,6 +306,27 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 	ctxDone := r.Context().Done()
 	headerSent, gone := false, false
 	var unacked int
+	ctl := pa.cfg.controls
+	timer := getTimer(ctl.timeout)
+	defer putTimer(timer)
+	// write bounds a write to the client by write_timeout; the handler is
+	// the one writing, so a deadline does what the in-process watch does.
+	write := func(head, body []byte) error {
+		bounded := len(body) > inlineBody
+		if bounded {
+			_ = rc.SetWriteDeadline(time.Now().Add(ctl.writeTimeout))
+		}
+		err := writePart(w, head, body, p.logger, &headerSent, out)
+		if bounded {
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			p.metrics.TimedOut("write")
+			p.logger.Warn("a response write made no progress within write_timeout: the response is ended",
+				zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("write_timeout", ctl.writeTimeout))
+		}
+		return err
+	}
 	for {
 		select {
 		case <-pr.signal:
@@ -316,14 +338,17 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 			gone = true
 			pa.tellGone(pr)
 			continue
+		case <-timer.C:
+			return pa.timedOut(p, pr, r, headerSent)
 		}
+		timer.Reset(ctl.timeout)
 		for _, m := range pr.take() {
 			switch m.typ {
 			case frRead:
 				go pa.readBody(pr, m.n)
 			case frSend:
 				if !gone {
-					err := writePart(w, m.head, m.body, p.logger, &headerSent, out)
+					err := write(m.head, m.body)
 					if err == nil && m.flags&flagFlush != 0 {
 						err = rc.Flush()
 					}
@@ -342,6 +367,10 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 					if headerSent {
 						panic(http.ErrAbortHandler)
 					}
+					if m.flags&flagTimedOut != 0 {
+						return caddyhttp.Error(http.StatusGatewayTimeout,
+							fmt.Errorf("%s was interrupted by its stop; see where in the log", p.name()))
+					}
 					pr.mu.Lock()
 					bodyErr := pr.bodyErr
 					pr.mu.Unlock()
@@ -353,7 +382,7 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 				if gone {
 					return nil
 				}
-				if err := writePart(w, m.head, m.body, p.logger, &headerSent, out); err != nil && !headerSent {
+				if err := write(m.head, m.body); err != nil && !headerSent {
 					return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s: %w", p.name(), err))
 				}
 				return nil
@@ -367,6 +396,29 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 			}
 		}
 	}
+}
+
+// timedOut answers a WSGI request from which its process sent nothing for the
+// app's timeout: 504, or a cut connection once the headers went out. The
+// process is told the client is gone, so the app's next write fails; its
+// code is not interrupted.
+func (pa *processApp) timedOut(p *Python, pr *procRequest, r *http.Request, headerSent bool) error {
+	ctl := pa.cfg.controls
+	if pr.state.CompareAndSwap(stateQueued, stateCancelled) {
+		p.metrics.TimedOut("queue")
+		p.logger.Error("request timed out waiting for a thread: every thread of the app's processes was busy for its whole timeout",
+			zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("timeout", ctl.timeout))
+		return caddyhttp.Error(http.StatusGatewayTimeout,
+			fmt.Errorf("%s: no thread was free within timeout %v", p.name(), ctl.timeout))
+	}
+	p.metrics.TimedOut("request")
+	p.logger.Error("request ran past its timeout and the client got 504; the app's process is told its client is gone",
+		zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("timeout", ctl.timeout))
+	pa.tellGone(pr)
+	if headerSent {
+		panic(http.ErrAbortHandler)
+	}
+	return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("%s ran past its timeout %v", p.name(), ctl.timeout))
 }
 
 // writePart writes the status and headers when given, then a body part.
@@ -689,7 +741,14 @@ func (c *child) handle(typ byte, id uint64, p []byte) error {
 			return nil // over already, or not this process's to answer
 		}
 		if v, ok := asgiRequests.Load(id); ok {
-			v.(*asgiRequest).push(outMsg{kind: kind, a: a, b: b, flags: flags &^ flagLost})
+			q := v.(*asgiRequest)
+			if q.push(outMsg{kind: kind, a: a, b: b, flags: flags &^ flagLost}) == postGone && final {
+				// The client left before the last part came, and the handler
+				// waits for the app's end; in Caddy's process the app would
+				// have been told at once and said so, but the process,
+				// having answered, says nothing more.
+				q.push(outMsg{kind: postDone, flags: flagAbort})
+			}
 		}
 	default:
 		return errBadFrame
@@ -904,6 +963,12 @@ func (s *slot) spawn() (*child, error) {
 		Venv:         pa.cfg.venv,
 		Threads:      pa.cfg.threads,
 		Multiprocess: pa.cfg.interpreters > 1,
+		Name:         pa.cfg.controls.name,
+		Env:          pa.cfg.controls.env,
+		Timeout:      pa.cfg.controls.timeout,
+		StartTimout:  pa.cfg.controls.startTimeout,
+		MaxRequests:  pa.cfg.controls.maxRequests,
+		MaxMemory:    pa.cfg.controls.maxMemory,
 	})
 	l.send(frConfig, 0, cfg)
 	return c, nil

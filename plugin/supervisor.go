@@ -17,10 +17,11 @@ import (
 // kernel kills a child whose parent died (PR_SET_PDEATHSIG, process.go).
 
 const (
-	// childStartTimeout bounds the app's import and lifespan startup in a new process.
-	childStartTimeout = 120 * time.Second
-	restartBase       = 200 * time.Millisecond
-	restartMax        = 30 * time.Second
+	// startMargin is what a process gets on top of the app's start_timeout
+	// to start its Go runtime and CPython.
+	startMargin = 10 * time.Second
+	restartBase = 200 * time.Millisecond
+	restartMax  = 30 * time.Second
 	// stableAfter: a process that ran this long before it died counts as a
 	// success; the next restart comes after restartBase again.
 	stableAfter = 10 * time.Second
@@ -101,7 +102,8 @@ func (s *slot) start() (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	timer := time.NewTimer(childStartTimeout)
+	limit := pa.cfg.controls.startTimeout + startMargin
+	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	var failure error
 	select {
@@ -130,7 +132,8 @@ func (s *slot) start() (*child, error) {
 		default:
 		}
 	case <-timer.C:
-		failure = fmt.Errorf("its process was not ready %s after it started, so Caddy ended it", childStartTimeout)
+		failure = fmt.Errorf("its process was not ready %s after it started (start_timeout %s), so Caddy ended it",
+			limit, pa.cfg.controls.startTimeout)
 	case <-pa.stopping:
 		failure = errClosed
 	}

@@ -206,6 +206,10 @@ func (p *Python) asgiTimedOut(q *asgiRequest, r *http.Request, headerSent bool) 
 	if h := q.loop.host; h != nil && h.owner != nil {
 		go h.owner.reportASGITimeout(q.loop, q.token, r.Method, requestURI(r))
 	}
+	if q.loop.remote != nil {
+		// A process's loop: the app hears of it as of a client gone.
+		q.loop.post(evDisconnect, q.token)
+	}
 	if headerSent {
 		panic(http.ErrAbortHandler)
 	}

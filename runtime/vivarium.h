@@ -20,6 +20,8 @@
 #define VV_FLUSH 1 /* write to the client now: the app streams */
 #define VV_ABORT 2 /* the app failed after headers were sent: cut the connection */
 #define VV_TIMED_OUT 4 /* with VV_ABORT: its code was interrupted by RequestTimeout */
+/* 8 is Go's flagLost (plugin/process.go): the app's process died with the
+ * request. Set by Caddy only, never by the adapters. */
 
 /* Where an app runs (the `isolation` directive). */
 #define VV_ISOLATION_INTERPRETER 0 /* its own interpreter with its own GIL */

@@ -31,6 +31,7 @@ from websockets.sync.client import connect as ws_connect
 from support import (
     Caddy,
     RssSampler,
+    admin_apps,
     app_dir,
     post_streamed_upload,
     proc_status,
@@ -723,3 +724,39 @@ def test_term_and_int_sent_to_a_process_leave_it_to_caddy(start_caddy, kind):
     caddy.proc.send_signal(signal.SIGTERM)
     assert caddy.proc.wait(30) == 0
     assert wait_until(lambda: not alive(pid), timeout=10)
+
+
+def test_clients_that_leave_as_the_app_answers_leave_nothing_in_flight(start_caddy, kind):
+    """A client gone just before the app's last part reaches Caddy: the request must
+    end there, not wait for more from a process that has answered."""
+    caddy = start_caddy(process_block("/p/*", kind, interpreters=2, name="leavers"))
+
+    def impatient(n):
+        with httpx.Client(base_url=caddy.base_url, timeout=0.03 + (n % 7) * 0.005) as client:
+            try:
+                client.get("/p/sleep", params={"s": "0.03"})
+            except httpx.TimeoutException:
+                pass
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(impatient, range(300)))
+
+    def in_flight():
+        return sum(i["in_flight"] for i in admin_apps(caddy)["leavers"]["instances"])
+
+    assert wait_until(lambda: in_flight() == 0, timeout=15), f"{in_flight()} requests still in flight"
+    assert caddy.get("/p/info").status_code == 200
+
+
+def test_env_and_timeout_apply_in_the_apps_processes(start_caddy, kind):
+    caddy = start_caddy(
+        process_block("/p/*", kind, timeout="1s")
+        .replace("\tisolation process", "\tisolation process\n\tenv VIVARIUM_TEST_ENV from-the-caddyfile")
+    )
+    assert "VIVARIUM_TEST_ENV" in caddy.get_json("/p/info")["vivarium_env"]
+    started = time.monotonic()
+    slow = caddy.get("/p/sleep", params={"s": "4"})
+    assert slow.status_code == 504, slow.text
+    assert time.monotonic() - started < 3.5, "the timeout did not cut the request short"
+    assert wait_until(lambda: caddy.log_entries_containing("ran past its timeout"), timeout=10), tail(caddy.log_text())
+    assert caddy.get("/p/info").status_code == 200
