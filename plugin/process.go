@@ -323,7 +323,7 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			p.metrics.TimedOut("write")
 			p.logger.Warn("a response write made no progress within write_timeout: the response is ended",
-				zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("write_timeout", ctl.writeTimeout))
+				zap.String("method", r.Method), zap.String("uri", requestURI(r)), zap.Duration("write_timeout", ctl.writeTimeout))
 		}
 		return err
 	}
@@ -407,13 +407,13 @@ func (pa *processApp) timedOut(p *Python, pr *procRequest, r *http.Request, head
 	if pr.state.CompareAndSwap(stateQueued, stateCancelled) {
 		p.metrics.TimedOut("queue")
 		p.logger.Error("request timed out waiting for a thread: every thread of the app's processes was busy for its whole timeout",
-			zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("timeout", ctl.timeout))
+			zap.String("method", r.Method), zap.String("uri", requestURI(r)), zap.Duration("timeout", ctl.timeout))
 		return caddyhttp.Error(http.StatusGatewayTimeout,
 			fmt.Errorf("%s: no thread was free within timeout %v", p.name(), ctl.timeout))
 	}
 	p.metrics.TimedOut("request")
 	p.logger.Error("request ran past its timeout and the client got 504; the app's process is told its client is gone",
-		zap.String("method", r.Method), zap.String("uri", r.RequestURI), zap.Duration("timeout", ctl.timeout))
+		zap.String("method", r.Method), zap.String("uri", requestURI(r)), zap.Duration("timeout", ctl.timeout))
 	pa.tellGone(pr)
 	if headerSent {
 		panic(http.ErrAbortHandler)
@@ -834,7 +834,7 @@ func (c *child) lost() {
 	c.requests, c.owned = nil, nil
 	var running []string
 	for _, pr := range reqs {
-		running = append(running, pr.r.Method+" "+pr.r.RequestURI)
+		running = append(running, pr.r.Method+" "+requestURI(pr.r))
 	}
 	for _, what := range owned {
 		running = append(running, what.String())
