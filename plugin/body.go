@@ -44,7 +44,7 @@ func (p *Python) badBody(w http.ResponseWriter, r *http.Request, err error) erro
 		panic(http.ErrAbortHandler)
 	}
 	p.logger.Warn("request body could not be read",
-		zap.String("method", r.Method), zap.String("uri", r.RequestURI),
+		zap.String("method", r.Method), zap.String("uri", requestURI(r)),
 		zap.Int("status", status), zap.Error(err))
 	w.Header().Set("Connection", "close")
 	return caddyhttp.Error(status, err)

@@ -93,6 +93,7 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
+		// caddy-snake's names first: some of them stand for controls' settings.
 		if ok, err := p.unmarshalSnake(d, sub); ok {
 			if err != nil {
 				return err

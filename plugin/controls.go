@@ -99,6 +99,15 @@ func (p *Python) provisionControls() error {
 	if p.MaxRequests < 0 || p.MaxMemory < 0 {
 		return fmt.Errorf("%s: max_requests and max_memory must be positive", p.name())
 	}
+	if p.isDynamic() {
+		// Each app of a dynamic block reads its own (dynamic.go).
+		for k := range p.Env {
+			if err := checkEnvVar(k, ""); err != nil {
+				return fmt.Errorf("%s: env: %v", p.name(), err)
+			}
+		}
+		return nil
+	}
 	env, err := appEnv(p.Env, p.EnvFile, p.WorkingDir)
 	if err != nil {
 		return fmt.Errorf("%s: %v", p.name(), err)

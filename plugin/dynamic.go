@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Placeholders in module_wsgi/module_asgi, working_dir or venv make a
-// block dynamic: each distinct set of values a request gives them is
+// Placeholders in module_wsgi/module_asgi, working_dir, venv, env values or
+// env_file make a block dynamic: each distinct set of values a request gives them is
 // an app of its own (a tenant), with interpreters of its own, started on its
 // first request. max_dynamic_apps bounds how many run at once; a tenant
 // idle for dynamic_idle_timeout is ended.
@@ -33,13 +34,14 @@ const (
 // template is one setting that holds placeholders.
 type template struct {
 	text string
-	kind int    // what its values may hold: valuePath or valueModule
+	kind int    // what its values may hold: valuePath, valueModule or valueEnv
 	base string // valuePath: the directory its values must stay under
 }
 
 const (
 	valuePath = iota
 	valueModule
+	valueEnv
 )
 
 // hasPlaceholder tells whether s holds a Caddy placeholder such as
@@ -101,6 +103,9 @@ func checkValue(key, value string, kind int) error {
 	if strings.IndexByte(value, 0) >= 0 {
 		return fmt.Errorf("{%s} holds a NUL byte", key)
 	}
+	if kind == valueEnv {
+		return nil // any text: it is not a path
+	}
 	if value == "" || value == "." || value == ".." || strings.ContainsAny(value, `/\`) {
 		return fmt.Errorf("{%s} is %q, which cannot name a tenant (empty, a dot segment or a path)", key, value)
 	}
@@ -140,6 +145,8 @@ type dynamicApps struct {
 	module    template
 	workDir   *template
 	venv      *template
+	envFile   *template
+	env       map[string]template // env values that hold placeholders
 	max       int
 	idle      time.Duration
 	logger    *zap.Logger
@@ -152,7 +159,23 @@ type dynamicApps struct {
 
 // isDynamic tells whether the block's settings hold placeholders.
 func (p *Python) isDynamic() bool {
-	return hasPlaceholder(p.module()) || hasPlaceholder(p.WorkingDir) || hasPlaceholder(p.Venv)
+	if hasPlaceholder(p.module()) || hasPlaceholder(p.WorkingDir) || hasPlaceholder(p.Venv) || hasPlaceholder(p.EnvFile) {
+		return true
+	}
+	for _, v := range p.Env {
+		if hasPlaceholder(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// tenantSpec is what one tenant's app is started from: the block's settings
+// with the request's values filled in.
+type tenantSpec struct {
+	cfg     appConfig
+	env     map[string]string // env, before env_file's are merged in
+	envFile string
 }
 
 func newDynamicApps(p *Python, base appConfig) (*dynamicApps, error) {
@@ -190,42 +213,76 @@ func newDynamicApps(p *Python, base appConfig) (*dynamicApps, error) {
 		}
 		*f.into = &t
 	}
+	if hasPlaceholder(p.EnvFile) {
+		// A relative env_file is the tenant's working_dir's: its values stay
+		// in the directory before the placeholder there.
+		t := newTemplate(p.EnvFile, valuePath)
+		d.envFile = &t
+	}
+	d.env = map[string]template{}
+	for k, v := range p.Env {
+		if hasPlaceholder(v) {
+			d.env[k] = newTemplate(v, valueEnv)
+		}
+	}
 	go d.sweep()
 	return d, nil
 }
 
 // resolve gives the tenant's settings for r, and the key that names it.
-func (d *dynamicApps) resolve(r *http.Request) (appConfig, string, error) {
+func (d *dynamicApps) resolve(r *http.Request) (tenantSpec, string, error) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	spec := tenantSpec{cfg: d.base, envFile: d.p.EnvFile}
 	if repl == nil {
-		return appConfig{}, "", errors.New("no placeholders outside an HTTP request")
+		return spec, "", errors.New("no placeholders outside an HTTP request")
 	}
-	cfg := d.base
+	cfg := &spec.cfg
 	var err error
 	if hasPlaceholder(cfg.module) {
 		if cfg.module, err = d.module.expand(repl); err != nil {
-			return cfg, "", fmt.Errorf("module: %w", err)
+			return spec, "", fmt.Errorf("module: %w", err)
 		}
 	}
 	if d.workDir != nil {
 		if cfg.workingDir, err = d.workDir.expand(repl); err != nil {
-			return cfg, "", fmt.Errorf("working_dir: %w", err)
+			return spec, "", fmt.Errorf("working_dir: %w", err)
 		}
 	}
 	if d.venv != nil {
 		if cfg.venv, err = d.venv.expand(repl); err != nil {
-			return cfg, "", fmt.Errorf("venv: %w", err)
+			return spec, "", fmt.Errorf("venv: %w", err)
 		}
 	}
-	return cfg, cfg.module + "\x00" + cfg.workingDir + "\x00" + cfg.venv, nil
+	if d.envFile != nil {
+		if spec.envFile, err = d.envFile.expand(repl); err != nil {
+			return spec, "", fmt.Errorf("env_file: %w", err)
+		}
+	}
+	key := cfg.module + "\x00" + cfg.workingDir + "\x00" + cfg.venv + "\x00" + spec.envFile
+	spec.env = make(map[string]string, len(d.p.Env))
+	names := make([]string, 0, len(d.p.Env))
+	for k, v := range d.p.Env {
+		names = append(names, k)
+		spec.env[k] = v
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if t, ok := d.env[k]; ok {
+			if spec.env[k], err = t.expand(repl); err != nil {
+				return spec, "", fmt.Errorf("env %s: %w", k, err)
+			}
+			key += "\x00" + k + "=" + spec.env[k]
+		}
+	}
+	return spec, key, nil
 }
 
 // get finds or starts the tenant r belongs to. Call release when the request
 // is done.
 func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err error) {
-	cfg, key, err := d.resolve(r)
+	spec, key, err := d.resolve(r)
 	if err != nil {
-		d.logger.Warn("request names no valid dynamic app", zap.String("uri", r.RequestURI), zap.Error(err))
+		d.logger.Warn("request names no valid dynamic app", zap.String("uri", requestURI(r)), zap.Error(err))
 		return nil, nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("%s: %w", d.p.name(), err))
 	}
 	d.mu.Lock()
@@ -245,7 +302,7 @@ func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err erro
 			return nil, nil, caddyhttp.Error(http.StatusServiceUnavailable,
 				fmt.Errorf("%s: max_dynamic_apps (%d) apps run and each has requests in flight", d.p.name(), d.max))
 		}
-		t = &tenant{key: key, ready: make(chan struct{}), desc: tenantName(cfg)}
+		t = &tenant{key: key, ready: make(chan struct{}), desc: tenantName(spec.cfg)}
 		d.tenants[key] = t
 	}
 	t.inflight.Add(1)
@@ -256,7 +313,7 @@ func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err erro
 		t.inflight.Add(-1)
 	}
 	if fresh {
-		d.start(t, cfg)
+		d.start(t, spec)
 	}
 	select {
 	case <-t.ready:
@@ -273,11 +330,11 @@ func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err erro
 
 // start loads a new tenant's app (on its first request's goroutine, which
 // waits for it anyway).
-func (d *dynamicApps) start(t *tenant, cfg appConfig) {
+func (d *dynamicApps) start(t *tenant, spec tenantSpec) {
 	defer close(t.ready)
 	logger := d.logger.With(zap.String("tenant", t.desc))
 	started := time.Now()
-	tp, err := d.startTenant(cfg, logger)
+	tp, err := d.startTenant(spec, logger)
 	if err != nil {
 		t.err, t.failedAt = err, time.Now()
 		logger.Error("dynamic app failed to load; its requests get 502", zap.Error(err))
@@ -288,11 +345,18 @@ func (d *dynamicApps) start(t *tenant, cfg appConfig) {
 }
 
 // startTenant starts a tenant's app as Provision starts a block's.
-func (d *dynamicApps) startTenant(cfg appConfig, logger *zap.Logger) (*Python, error) {
+func (d *dynamicApps) startTenant(spec tenantSpec, logger *zap.Logger) (*Python, error) {
+	cfg := spec.cfg
 	if err := validateTenant(cfg); err != nil {
 		return nil, err
 	}
+	env, err := appEnv(spec.env, spec.envFile, cfg.workingDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.controls.env = env
 	tp := *d.p
+	tp.Env, tp.EnvFile, tp.env = spec.env, spec.envFile, env
 	if tp.ModuleASGI != "" {
 		tp.ModuleASGI = cfg.module
 	} else {

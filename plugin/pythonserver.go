@@ -36,7 +36,8 @@ func init() {
 		Name: "python-server",
 		Usage: "--app <module:attr> [--wsgi|--asgi] [--venv <path>] [--working-dir <path>] [--listen <addr>] " +
 			"[--domain <name>] [--interpreters <n>|auto] [--threads <n>] [--isolation interpreter|shared|main] " +
-			"[--lifespan on|off] [--static <route>=<dir>] [--watch[=<glob>]] [--access-log] [--debug]",
+			"[--lifespan on|off] [--env <name>=<value>] [--env-file <path>] [--start-timeout <duration>] " +
+			"[--static <route>=<dir>] [--watch[=<glob>]] [--access-log] [--debug]",
 		Short: "Serves one Python WSGI or ASGI app without a Caddyfile",
 		Long: `
 Serves the app --app names (package.module:attribute) on --listen
@@ -48,13 +49,15 @@ it instead.
 
 The other flags mean what the python directive's settings of the same name
 mean: --venv (default $VIRTUAL_ENV), --working-dir (default .),
---interpreters, --threads, --isolation, --lifespan; --watch restarts the app
+--interpreters, --threads, --isolation, --lifespan, --env NAME=VALUE
+(repeatable), --env-file, --start-timeout; --watch restarts the app
 when a *.py file under the working directory changes (--watch=<glob>, which
 may be repeated, names the files instead). --static /assets=./public serves
 a directory at a path (repeatable). --access-log logs every request.
 
 caddy-snake's flag names work too: --server-type wsgi|asgi, --workers,
---autoreload, --static-path with --static-route, --access-logs,
+--autoreload, --static-path with --static-route, --access-logs, --env-var,
+--start-timeout=-1,
 --request-body-max-size, --max-dynamic-apps (with placeholders in --app,
 --working-dir or --venv, which need --wsgi or --asgi). Its --python-path, --runtime gevent|uvloop,
 --isolation docker and --cache-* are refused with what to use instead.`,
@@ -74,6 +77,9 @@ caddy-snake's flag names work too: --server-type wsgi|asgi, --workers,
 			f.StringArray("static", nil, "serve a directory at a path: <route>=<dir> (repeatable)")
 			f.StringArray("watch", nil, "restart the app when files under the working directory change; =<glob> names them (repeatable)")
 			f.Lookup("watch").NoOptDefVal = defaultWatchGlobs[0]
+			f.StringArray("env", nil, "an environment variable of the app: <name>=<value> (repeatable)")
+			f.String("env-file", "", "a dotenv file of more, relative to --working-dir")
+			f.String("start-timeout", "", "how long the app's import and lifespan startup may take (default 120s)")
 			f.Bool("access-log", false, "log every request")
 			f.Bool("debug", false, "log at debug level")
 
@@ -84,6 +90,7 @@ caddy-snake's flag names work too: --server-type wsgi|asgi, --workers,
 			f.String("static-path", "", "caddy-snake's name: a directory to serve at --static-route")
 			f.String("static-route", "/static", "caddy-snake's name: where --static-path is served")
 			f.Bool("access-logs", false, "caddy-snake's name for --access-log")
+			f.StringArray("env-var", nil, "caddy-snake's name for --env")
 			f.String("request-body-max-size", "", "caddy-snake's name: the largest request body, such as 10MB")
 			f.String("max-dynamic-apps", "", "with placeholders in --app, --working-dir or --venv: apps at once (default 32)")
 			for _, name := range []string{"python-path", "runtime", "isolation-image",
@@ -242,6 +249,32 @@ func parseServerFlags(f *pflag.FlagSet) (*serverOptions, error) {
 		h.Lifespan = l
 	}
 
+	for _, kv := range append(arr("env"), arr("env-var")...) {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--env %q: want <name>=<value>", kv)
+		}
+		if err := checkEnvVar(name, value); err != nil {
+			return nil, fmt.Errorf("--env: %v", err)
+		}
+		if h.Env == nil {
+			h.Env = map[string]string{}
+		}
+		h.Env[name] = value
+	}
+	h.EnvFile = str("env-file")
+	switch t := str("start-timeout"); t {
+	case "":
+	case "-1", "forever":
+		h.StartTimeout = caddy.Duration(startTimeoutForever)
+	default:
+		dur, err := caddy.ParseDuration(t)
+		if err != nil || dur <= 0 {
+			return nil, fmt.Errorf("--start-timeout wants a positive duration like 30s or 2m (or -1 for no bound), got %q", t)
+		}
+		h.StartTimeout = caddy.Duration(dur)
+	}
+
 	h.Watch = arr("watch")
 	if flag("autoreload") && len(h.Watch) == 0 {
 		h.Watch = defaultWatchGlobs
@@ -392,7 +425,11 @@ func detectInterface(h *Python) (string, error) {
 	if isolation == "" {
 		isolation = isolationInterpreter
 	}
-	cfg := appConfig{module: h.ModuleWSGI, workingDir: workingDir, venv: venv}
+	env, err := appEnv(h.Env, h.EnvFile, workingDir)
+	if err != nil {
+		return "", err
+	}
+	cfg := appConfig{module: h.ModuleWSGI, workingDir: workingDir, venv: venv, controls: controls{env: env}}
 	attrs := []string{"app"}
 	if !strings.Contains(cfg.module, ":") {
 		attrs = append(attrs, "application")

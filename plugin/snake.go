@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -20,6 +22,9 @@ type snakeFields struct {
 	Workers snakeCount `json:"workers,omitzero"`
 	// Autoreload "on" is watch with its default globs.
 	Autoreload string `json:"autoreload,omitempty"`
+	// EnvVars and EnvFiles are caddy-snake's env and env_file (one file).
+	EnvVars  map[string]string `json:"env_vars,omitempty"`
+	EnvFiles []string          `json:"env_files,omitempty"`
 	// Refused with what to use instead.
 	PythonPath string `json:"python_path,omitempty"`
 	Runtime    string `json:"runtime,omitempty"`
@@ -49,6 +54,9 @@ func (c *snakeCount) UnmarshalJSON(b []byte) error {
 func (c snakeCount) MarshalJSON() ([]byte, error) { return json.Marshal(c.n) }
 
 func (c snakeCount) IsZero() bool { return !c.set }
+
+// startTimeoutForever is caddy-snake's start_timeout -1 (or forever).
+const startTimeoutForever = 100 * 365 * 24 * time.Hour
 
 // Refusals, shared by the Caddyfile, JSON and python-server.
 const (
@@ -109,6 +117,22 @@ func (p *Python) applySnakeFields() error {
 			p.Interpreters = CountAuto
 		}
 	}
+	for k, v := range s.EnvVars {
+		if p.Env == nil {
+			p.Env = map[string]string{}
+		}
+		if _, set := p.Env[k]; !set {
+			p.Env[k] = v
+		}
+	}
+	switch {
+	case len(s.EnvFiles) > 1:
+		return fmt.Errorf("python: env_files %v: Vivarium reads one env_file per app; merge them into one", s.EnvFiles)
+	case len(s.EnvFiles) == 1 && p.EnvFile != "" && p.EnvFile != s.EnvFiles[0]:
+		return fmt.Errorf("python: env_file %q and env_files %v disagree; give one", p.EnvFile, s.EnvFiles)
+	case len(s.EnvFiles) == 1:
+		p.EnvFile = s.EnvFiles[0]
+	}
 	switch s.Autoreload {
 	case "", "off":
 	case "on":
@@ -138,6 +162,18 @@ func (p *Python) unmarshalSnake(d *caddyfile.Dispenser, sub string) (ok bool, er
 			return true, d.Errf("workers (caddy-snake's name for interpreters): %v", err)
 		}
 		return true, nil
+	case "start_timeout":
+		// caddy-snake's -1 and forever wait without a bound; here the bound is
+		// one no import reaches. Other values are Vivarium's own.
+		if d.CountRemainingArgs() == 1 {
+			d.NextArg()
+			if d.Val() == "-1" || d.Val() == "forever" {
+				p.StartTimeout = caddy.Duration(startTimeoutForever)
+				return true, nil
+			}
+			d.Prev()
+		}
+		return false, nil
 	case "env_var":
 		// caddy-snake's name for env: env_var NAME value.
 		return p.unmarshalControl(d, "env")

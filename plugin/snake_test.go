@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 func TestCaddySnakeDirectivesAreAliases(t *testing.T) {
@@ -27,21 +30,25 @@ func TestCaddySnakeDirectivesAreAliases(t *testing.T) {
 
 func TestCaddySnakeJSONNames(t *testing.T) {
 	var p Python
-	if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","venv_path":"./v","workers":"2","autoreload":"on"}`), &p); err != nil {
+	if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","venv_path":"./v","workers":"2","autoreload":"on",
+		"env_vars":{"A":"b"},"env_files":[".env"],"start_timeout":"30s"}`), &p); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.applySnakeFields(); err != nil {
 		t.Fatal(err)
 	}
-	if p.Venv != "./v" || p.Interpreters != 2 || len(p.Watch) == 0 {
-		t.Fatalf("venv %q interpreters %d watch %v", p.Venv, p.Interpreters, p.Watch)
+	if p.Venv != "./v" || p.Interpreters != 2 || len(p.Watch) == 0 || p.Env["A"] != "b" || p.EnvFile != ".env" ||
+		p.StartTimeout != caddy.Duration(30*time.Second) {
+		t.Fatalf("venv %q interpreters %d watch %v env %v env_file %q start_timeout %v",
+			p.Venv, p.Interpreters, p.Watch, p.Env, p.EnvFile, p.StartTimeout)
 	}
 	b, _ := json.Marshal(Python{ModuleWSGI: "m:a"})
 	if strings.Contains(string(b), "workers") {
 		t.Fatalf("an unset workers must not be written: %s", b)
 	}
 	for _, bad := range []string{`{"module_wsgi":"m:a","python_path":"/usr/bin/python3"}`, `{"module_esgi":"m:a"}`,
-		`{"module_asgi":"m:a","runtime":"uvloop"}`, `{"module_wsgi":"m:a","venv":"a","venv_path":"b"}`} {
+		`{"module_asgi":"m:a","runtime":"uvloop"}`, `{"module_wsgi":"m:a","venv":"a","venv_path":"b"}`,
+		`{"module_wsgi":"m:a","env_files":["a","b"]}`} {
 		var q Python
 		if err := json.Unmarshal([]byte(bad), &q); err != nil {
 			t.Fatal(err)
@@ -71,5 +78,19 @@ func TestWhatVivariumCannotHonourIsRefusedWithWhatToUse(t *testing.T) {
 				t.Fatalf("error %v should say %q and name the line", err, c.want)
 			}
 		})
+	}
+}
+
+func TestCaddySnakeEnvAndStartTimeout(t *testing.T) {
+	p, err := parse(t, "python {\n module_wsgi main:app\n env_var A \"b c\"\n env_file .env\n start_timeout forever\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Env["A"] != "b c" || p.EnvFile != ".env" || p.StartTimeout != caddy.Duration(startTimeoutForever) {
+		t.Fatalf("env %v env_file %q start_timeout %v", p.Env, p.EnvFile, p.StartTimeout)
+	}
+	if p, err = parse(t, "python {\n module_wsgi main:app\n start_timeout 45s\n}"); err != nil ||
+		p.StartTimeout != caddy.Duration(45*time.Second) {
+		t.Fatalf("start_timeout 45s: %v %v", err, p.StartTimeout)
 	}
 }

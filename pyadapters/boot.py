@@ -471,7 +471,11 @@ def _check(cfg: dict[str, Any]) -> str:
     try:
         _setup_path(cfg["working_dir"], cfg["venv"])
         _share_path(int(cfg["isolation"]))
-        default_attr = json.loads(cfg["options"]).get("default_attr") or "app"
+        options = json.loads(cfg["options"])
+        # The app's own variables, for an import that reads them (the probe of
+        # isolation auto and of python-server carries them).
+        _apply_env(options.get("env") or {}, int(cfg["isolation"]))
+        default_attr = options.get("default_attr") or "app"
         app = _import_app(cfg["module"], cfg["working_dir"], cfg["venv"], default_attr, _progress_writer(cfg))
         report["interface"] = _interface(app)
     except AppError as e:

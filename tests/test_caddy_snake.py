@@ -23,7 +23,8 @@ def flask_venv(make_venv):
     return make_venv("flask", reqs.FLASK)
 
 
-def test_a_caddy_snake_caddyfile_runs_unchanged(start_caddy, flask_venv):
+def test_a_caddy_snake_caddyfile_runs_unchanged(start_caddy, flask_venv, tmp_path):
+    (tmp_path / "app.env").write_text("FROM_FILE=file\nOVERRIDDEN=file\n")
     server = start_caddy(
         f"""python /item/* {{
 	module_wsgi "main:app"
@@ -32,17 +33,29 @@ def test_a_caddy_snake_caddyfile_runs_unchanged(start_caddy, flask_venv):
 	workers 2
 	runtime sync
 	autoreload
+	start_timeout 60s
 }}
 python /hello-world {{
 	module_wsgi "main:app"
 	working_dir {q(SNAKE)}
 	venv {q(flask_venv)}
+}}
+python /env/* {{
+	module_wsgi "main:app"
+	working_dir {q(SNAKE)}
+	venv {q(flask_venv)}
+	env_file {q(tmp_path / "app.env")}
+	env_var OVERRIDDEN inline
+	env_var GREETING "hello there"
+	start_timeout -1
 }}"""
     )
     assert server.get("/hello-world").text == "Hello world!"
     assert server.get_json("/item/pen")["item"] == "pen"
     started = [e for _, e in server.log_entries_containing("interpreter started") if e]
-    assert len(started) == 3, started  # workers 2 for /item/*, 1 for /hello-world
+    assert len(started) == 4, started  # workers 2 for /item/*, 1 each for the others
+    values = {name: server.get_json(f"/env/{name}")["value"] for name in ("FROM_FILE", "OVERRIDDEN", "GREETING")}
+    assert values == {"FROM_FILE": "file", "OVERRIDDEN": "inline", "GREETING": "hello there"}
 
 
 def test_a_caddy_snake_json_config_runs_unchanged(caddy_launcher, flask_venv, tmp_path):

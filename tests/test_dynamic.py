@@ -247,3 +247,18 @@ def test_idle_flask_tenants_in_one_process(start_any_host, tmp_path, make_venv, 
         f"a later request {sorted(again)[2] * 1000:.1f} ms"
     )
     assert server.alive()
+
+
+def test_env_values_and_env_files_are_each_tenants_own(start_any_host, tmp_path):
+    base = make_tenants(tmp_path / "tenants", "alice", "bob")
+    (base / "alice" / ".env").write_text("FROM_FILE=alice's file\n")
+    (base / "bob" / ".env").write_text("FROM_FILE=bob's file\n")
+    server = start_any_host(
+        tenant_block(base, env=f'GREETING "hello {HOST_LABEL}"', env_file=".env")
+    )
+    alice, bob = get_json(server, "alice"), get_json(server, "bob")
+    assert (alice["greeting"], alice["from_file"]) == ("hello alice", "alice's file")
+    assert (bob["greeting"], bob["from_file"]) == ("hello bob", "bob's file")
+    make_tenants(base, "carol")  # no .env: its app cannot start
+    assert get(server, "carol").status_code == 502
+    assert server.wait_for_log("env_file")

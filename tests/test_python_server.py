@@ -217,3 +217,18 @@ def test_placeholders_make_dynamic_apps(python_server, python_server_fails, tmp_
     server = python_server(*where, "--wsgi", "--max-dynamic-apps", "4")
     for name in ("alice", "bob"):
         assert server.get("/", headers={"Host": f"{name}.localhost"}).json()["tenant"] == name
+
+
+def test_env_env_file_and_start_timeout(python_server, python_server_fails, tmp_path):
+    """The import needs NEEDED: the child that finds the app's kind gets the app's
+    variables too."""
+    where = ["--app", "needs_env:app", "--working-dir", str(app_dir("needs_env"))]
+    code, output = python_server_fails(*where)
+    assert code != 0 and "NEEDED" in output, output[-2000:]
+    (tmp_path / "app.env").write_text("EXTRA=from the file\n")
+    server = python_server(*where, "--env", "NEEDED=yes", "--env-file", str(tmp_path / "app.env"), "--start-timeout", "30s")
+    assert server.get_json("/") == {"needed": "yes", "extra": "from the file"}
+    snake = python_server(*where, "--env-var", "NEEDED=also", "--start-timeout=-1")
+    assert snake.get_json("/")["needed"] == "also"
+    code, output = python_server_fails(*where, "--env", "no-equals-sign")
+    assert code != 0 and "<name>=<value>" in output

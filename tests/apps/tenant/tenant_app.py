@@ -1,7 +1,8 @@
 """App of one tenant for tests/test_dynamic.py, copied into a directory per tenant.
 
 Standard library only. WSGI `app` and ASGI `asgi_app` answer:
-  GET /          {"tenant": its directory's name, "started_at", "interp_id", "pid", "hits"}
+  GET /          {"tenant": its directory's name, "started_at", "interp_id", "pid", "hits",
+                  "greeting" and "from_file": the variables GREETING and FROM_FILE}
   GET /slow?s=S  the same after S seconds (a request in flight)
 """
 
@@ -27,6 +28,8 @@ def _body() -> bytes:
             "interp_id": int(_interpreters.get_current()[0]),
             "pid": os.getpid(),
             "hits": HITS[0],
+            "greeting": os.environ.get("GREETING"),
+            "from_file": os.environ.get("FROM_FILE"),
         }
     ).encode()
 
