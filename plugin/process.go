@@ -905,8 +905,10 @@ func (s *slot) spawn() (*child, error) {
 		return nil, err
 	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe", // this very binary, even if replaced on disk since
-		Args:       []string{os.Args[0], "python-worker"},
+		// This very binary, even if replaced on disk since; in the wheel,
+		// python and vivarium's script come before the caddy command line.
+		Path:       "/proc/self/exe",
+		Args:       selfArgs("python-worker"),
 		Env:        pa.env,
 		Stdout:     outW,
 		Stderr:     outW,

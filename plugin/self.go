@@ -21,11 +21,16 @@ func SetSelfArgv(argv []string) { selfArgv = append([]string(nil), argv...) }
 // wheel. The path is /proc/self/exe, the running executable even when its
 // file was replaced.
 func selfCommand(ctx context.Context, args ...string) *exec.Cmd {
-	argv := append([]string{os.Args[0]}, args...)
-	if len(selfArgv) > 0 {
-		argv = append(append([]string(nil), selfArgv...), args...)
-	}
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
-	cmd.Args = argv
+	cmd.Args = selfArgs(args...)
 	return cmd
+}
+
+// selfArgs is the argv that runs this program again with the caddy command
+// line args, for a child started from /proc/self/exe.
+func selfArgs(args ...string) []string {
+	if len(selfArgv) > 0 {
+		return append(append([]string(nil), selfArgv...), args...)
+	}
+	return append([]string{os.Args[0]}, args...)
 }
