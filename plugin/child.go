@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -204,6 +205,10 @@ func (cs *childSide) handle(typ byte, id uint64, p []byte) error {
 		return cs.events(p)
 	case frStop:
 		go cs.stop()
+	case frTimeout:
+		if cr := cs.request1(id); cr != nil {
+			go cs.timedOut(cr, string(p))
+		}
 	default:
 		return errBadFrame
 	}
@@ -258,6 +263,19 @@ func (cs *childSide) request(id uint64, p []byte) error {
 		cs.link.sendPart(frResponse, id, flagAbort, nil, nil, true)
 	}
 	return nil
+}
+
+// timedOut interrupts a request Caddy gave up on (frTimeout): RequestTimeout
+// is raised in its thread, and the log shows where it was (timeout.go).
+func (cs *childSide) timedOut(cr *childRequest, what string) {
+	req := cr.req
+	req.mu.Lock()
+	w, seq := req.worker, req.seq
+	req.mu.Unlock()
+	method, uri, _ := strings.Cut(what, " ")
+	if w != nil {
+		cs.app.reportTimeout(w, seq, method, uri)
+	}
 }
 
 func (cs *childSide) request1(id uint64) *childRequest {

@@ -400,8 +400,10 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 
 // timedOut answers a WSGI request from which its process sent nothing for the
 // app's timeout: 504, or a cut connection once the headers went out. The
-// process is told the client is gone, so the app's next write fails; its
-// code is not interrupted.
+// process is told the client is gone, so the app's next write fails, and to
+// interrupt the request (frTimeout), which it does and logs where the code
+// was; a process whose request does not come back soon after is killed, and
+// its slot starts another.
 func (pa *processApp) timedOut(p *Python, pr *procRequest, r *http.Request, headerSent bool) error {
 	ctl := pa.cfg.controls
 	if pr.state.CompareAndSwap(stateQueued, stateCancelled) {
@@ -412,9 +414,13 @@ func (pa *processApp) timedOut(p *Python, pr *procRequest, r *http.Request, head
 			fmt.Errorf("%s: no thread was free within timeout %v", p.name(), ctl.timeout))
 	}
 	p.metrics.TimedOut("request")
-	p.logger.Error("request ran past its timeout and the client got 504; the app's process is told its client is gone",
+	p.logger.Error("request ran past its timeout and the client got 504; the app's process is told to interrupt it",
 		zap.String("method", r.Method), zap.String("uri", requestURI(r)), zap.Duration("timeout", ctl.timeout))
 	pa.tellGone(pr)
+	if c := pr.child.Load(); c != nil {
+		c.link.send(frTimeout, pr.id, []byte(r.Method+" "+requestURI(r)))
+		go pa.killIfStuck(c, pr.id, r.Method, requestURI(r))
+	}
 	if headerSent {
 		panic(http.ErrAbortHandler)
 	}

@@ -253,3 +253,21 @@ func (a *app) reportASGITimeout(l *loop, token uint64, method, uri string) {
 		}
 	}
 }
+
+// killIfStuck kills c when the request it was told to interrupt is still in
+// flight after the interrupt has had its time: code that does not come back
+// to Python (C code, a call that does not return) ends with its process.
+func (pa *processApp) killIfStuck(c *child, id uint64, method, uri string) {
+	select {
+	case <-c.ended:
+		return
+	case <-time.After(gilWait + returnWait + time.Second):
+	}
+	if c.request(id) == nil {
+		return
+	}
+	c.logger.Error(fmt.Sprintf("request %s %s ran past its timeout and its process does not come back from it "+
+		"(C code, or a call that does not return to Python): the process is killed, and another started", method, uri),
+		zap.String("method", method), zap.String("uri", uri), zap.Int("pid", c.pid))
+	c.kill()
+}

@@ -42,6 +42,8 @@ const (
 	frSend     // WSGI, a streamed part: u8 flags, head field, body
 	frRead     // WSGI: u32: the app wants up to this many request body bytes
 	frPost     // ASGI: u8 kind, u32 flags, a field, b
+	// Caddy to a child again:
+	frTimeout // WSGI: the request ran past its timeout (its method and URI): interrupt it
 )
 
 // What a frBody answers.
