@@ -3,7 +3,6 @@ package plugin
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -112,28 +111,28 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		switch sub {
 		case "module_wsgi":
-			if !strings.Contains(arg, ":") && strings.ContainsAny(arg, "/\\") {
-				return d.Errf(`module_wsgi wants a module name like "main:app", not a path; put the directory in working_dir`)
+			if err := checkModuleSpec(sub, arg); err != nil {
+				return d.Err(err.Error())
 			}
 			p.ModuleWSGI = arg
 		case "module_asgi":
-			if !strings.Contains(arg, ":") && strings.ContainsAny(arg, "/\\") {
-				return d.Errf(`module_asgi wants a module name like "main:app", not a path; put the directory in working_dir`)
+			if err := checkModuleSpec(sub, arg); err != nil {
+				return d.Err(err.Error())
 			}
 			p.ModuleASGI = arg
 		case "lifespan":
-			if arg != "on" && arg != "off" {
-				return d.Errf("lifespan must be on or off, not %q", arg)
+			if err := checkOnOff(sub, arg); err != nil {
+				return d.Err(err.Error())
 			}
 			p.Lifespan = arg
 		case "websocket_compression":
-			if arg != "on" && arg != "off" {
-				return d.Errf("websocket_compression must be on or off, not %q", arg)
+			if err := checkOnOff(sub, arg); err != nil {
+				return d.Err(err.Error())
 			}
 			p.WebSocketCompression = arg
 		case "isolation":
-			if !knownIsolation(arg) {
-				return d.Errf("isolation must be %s, not %q", isolationNames, arg)
+			if err := checkIsolationName(arg); err != nil {
+				return d.Err(err.Error())
 			}
 			p.Isolation = arg
 		case "user":
@@ -145,8 +144,8 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "working_dir":
 			p.WorkingDir = arg
 		case "script_name":
-			if arg != "" && (!strings.HasPrefix(arg, "/") || strings.HasSuffix(arg, "/")) {
-				return d.Errf("script_name must start with / and not end with /, like /api")
+			if err := checkScriptName(arg); err != nil {
+				return d.Err(err.Error())
 			}
 			p.ScriptName = arg
 		case "interpreters":
@@ -174,15 +173,10 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unknown python subdirective %q (known: module_wsgi, module_asgi, lifespan, isolation, user, group, venv, working_dir, interpreters, threads, max_queue, script_name, websocket_compression, name, watch, max_dynamic_apps, dynamic_idle_timeout, %s)", sub, controlDirectives)
 		}
 	}
-	if p.ModuleWSGI == "" && p.ModuleASGI == "" {
-		return d.Err(`python block needs module_wsgi or module_asgi, e.g. module_wsgi "main:app"`)
+	if err := p.checkApp(); err != nil {
+		return d.Err(err.Error())
 	}
-	if p.ModuleWSGI != "" && p.ModuleASGI != "" {
-		return d.Err("python block has both module_wsgi and module_asgi; one app per block")
-	}
-	if p.Lifespan == "on" && p.ModuleASGI == "" {
-		return d.Err("lifespan applies to ASGI apps (module_asgi) only")
-	}
+	// applySnakeFields checks it for JSON.
 	if err := refuseRuntime(p.Runtime, p.ModuleASGI != ""); err != nil {
 		return d.Err(err.Error())
 	}

@@ -279,7 +279,7 @@ func (d *dynamicApps) resolve(r *http.Request) (tenantSpec, string, error) {
 
 // get finds or starts the tenant r belongs to. Call release when the request
 // is done.
-func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err error) {
+func (d *dynamicApps) get(w http.ResponseWriter, r *http.Request) (tp *Python, release func(), err error) {
 	spec, key, err := d.resolve(r)
 	if err != nil {
 		d.logger.Warn("request names no valid dynamic app", zap.String("uri", requestURI(r)), zap.Error(err))
@@ -288,7 +288,7 @@ func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err erro
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return nil, nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", d.p.name(), errClosed))
+		return nil, nil, d.p.unavailable(w, errClosed)
 	}
 	t := d.tenants[key]
 	if t != nil && t.started() && t.err != nil && time.Since(t.failedAt) >= dynamicRetry {
@@ -299,8 +299,7 @@ func (d *dynamicApps) get(r *http.Request) (tp *Python, release func(), err erro
 	if fresh {
 		if len(d.tenants) >= d.max && !d.evictLocked() {
 			d.mu.Unlock()
-			return nil, nil, caddyhttp.Error(http.StatusServiceUnavailable,
-				fmt.Errorf("%s: max_dynamic_apps (%d) apps run and each has requests in flight", d.p.name(), d.max))
+			return nil, nil, d.p.unavailable(w, fmt.Errorf("max_dynamic_apps (%d) apps run and each has requests in flight", d.max))
 		}
 		t = &tenant{key: key, ready: make(chan struct{}), desc: tenantName(spec.cfg)}
 		d.tenants[key] = t

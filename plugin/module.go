@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,6 +122,7 @@ type Python struct {
 	mainConfig context.Context // the config this app holds the main interpreter for
 	metrics    *appMetrics
 	config     *prometheus.Registry // the config's registry, which keys its names
+	validated  bool                 // Validate passed
 }
 
 // CaddyModule returns the Caddy module information.
@@ -297,28 +299,89 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the settings.
+// Validate checks the settings, whichever way the config was written.
+// Provision calls it before anything starts; Caddy's own call after
+// Provision then finds it done.
 func (p *Python) Validate() error {
-	if (p.ModuleWSGI == "") == (p.ModuleASGI == "") {
-		return fmt.Errorf(`python: give exactly one of module_wsgi or module_asgi, e.g. module_wsgi "main:app"`)
+	if p.validated {
+		return nil
 	}
-	if p.Lifespan != "" && p.Lifespan != "on" && p.Lifespan != "off" {
-		return fmt.Errorf("%s: lifespan must be on or off, not %q", p.name(), p.Lifespan)
+	if err := p.checkApp(); err != nil {
+		if p.module() == "" {
+			return fmt.Errorf("python: %v", err)
+		}
+		return fmt.Errorf("%s: %v", p.name(), err)
+	}
+	if err := p.validateSettings(); err != nil {
+		return err
+	}
+	p.validated = true
+	return nil
+}
+
+// checkApp applies the rules of what makes one app: each is written once,
+// here. The Caddyfile calls it at the end of a block, and the rules of one
+// value (check* below) where the value is written, so that its errors name
+// the line.
+func (p *Python) checkApp() error {
+	switch {
+	case p.ModuleWSGI == "" && p.ModuleASGI == "":
+		return errors.New(`the block needs module_wsgi or module_asgi, e.g. module_wsgi "main:app"`)
+	case p.ModuleWSGI != "" && p.ModuleASGI != "":
+		return errors.New("the block has both module_wsgi and module_asgi; one app per block")
+	}
+	for setting, value := range map[string]string{"module_wsgi": p.ModuleWSGI, "module_asgi": p.ModuleASGI} {
+		if err := checkModuleSpec(setting, value); err != nil {
+			return err
+		}
+	}
+	for _, err := range []error{checkOnOff("lifespan", p.Lifespan), checkOnOff("websocket_compression", p.WebSocketCompression),
+		checkIsolationName(p.Isolation), checkScriptName(p.ScriptName)} {
+		if err != nil {
+			return err
+		}
 	}
 	if p.Lifespan == "on" && p.ModuleASGI == "" {
-		return fmt.Errorf("%s: lifespan applies to ASGI apps (module_asgi) only", p.name())
-	}
-	if p.WebSocketCompression != "" && p.WebSocketCompression != "on" && p.WebSocketCompression != "off" {
-		return fmt.Errorf("%s: websocket_compression must be on or off, not %q", p.name(), p.WebSocketCompression)
+		return errors.New("lifespan applies to ASGI apps (module_asgi) only")
 	}
 	if p.WebSocketCompression != "" && p.ModuleASGI == "" {
-		return fmt.Errorf("%s: websocket_compression applies to ASGI apps (module_asgi) only", p.name())
+		return errors.New("websocket_compression applies to ASGI apps (module_asgi) only")
 	}
+	return nil
+}
+
+func checkOnOff(setting, value string) error {
+	if value != "" && value != "on" && value != "off" {
+		return fmt.Errorf("%s must be on or off, not %q", setting, value)
+	}
+	return nil
+}
+
+func checkModuleSpec(setting, value string) error {
+	if !strings.Contains(value, ":") && strings.ContainsAny(value, "/\\") {
+		return fmt.Errorf(`%s wants a module name like "main:app", not a path; put the directory in working_dir`, setting)
+	}
+	return nil
+}
+
+func checkIsolationName(value string) error {
+	if value != "" && !knownIsolation(value) {
+		return fmt.Errorf("isolation must be %s, not %q", isolationNames, value)
+	}
+	return nil
+}
+
+func checkScriptName(value string) error {
+	if value != "" && (!strings.HasPrefix(value, "/") || strings.HasSuffix(value, "/")) {
+		return errors.New("script_name must start with / and not end with /, like /api")
+	}
+	return nil
+}
+
+// validateSettings checks the numbers, names and paths.
+func (p *Python) validateSettings() error {
 	if p.Interpreters < 1 && p.Interpreters != CountAuto {
 		return fmt.Errorf("%s: interpreters must be at least 1", p.name())
-	}
-	if !knownIsolation(p.Isolation) && p.Isolation != "" {
-		return fmt.Errorf("%s: isolation must be %s, not %q", p.name(), isolationNames, p.Isolation)
 	}
 	if err := p.validateProcess(); err != nil {
 		return err
@@ -436,7 +499,7 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	target := p
 	if p.dynamic != nil {
 		var release func()
-		if target, release, err = p.dynamic.get(r); err != nil {
+		if target, release, err = p.dynamic.get(w, r); err != nil {
 			return err
 		}
 		defer release()
@@ -448,37 +511,6 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		return target.serveASGI(w, r, &out)
 	}
 	return target.serveWSGI(w, r, &out)
-}
-
-// serveWSGI queues the request for the app and waits until a worker has
-// answered it, or until the client leaves while it is still queued.
-func (p *Python) serveWSGI(w http.ResponseWriter, r *http.Request, out *outcome) error {
-	req := newRequest(w, r, p.logger)
-	req.env = buildEnviron(req.env, r, p.ScriptName)
-	if err := p.submit(req); err != nil {
-		req.release()
-		return p.unavailable(w, err)
-	}
-	if release, err := p.awaitWSGI(req, r); !release {
-		return err
-	}
-	failed, aborted, bodyErr, timedOut := req.failed, req.aborted, req.bodyErr, req.timedOut
-	out.status = req.status
-	p.metrics.waited(time.Duration(req.waited))
-	req.release()
-	if aborted {
-		panic(http.ErrAbortHandler)
-	}
-	if failed && bodyErr != nil {
-		return p.badBody(w, r, bodyErr)
-	}
-	if failed && timedOut {
-		return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("%s was interrupted by its stop; see where in the log", p.name()))
-	}
-	if failed {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("%s failed; see its traceback in the log", p.name()))
-	}
-	return nil
 }
 
 // Interface guards

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http/httpguts"
 )
 
 // Flags on a response part; the same values as VV_FLUSH and VV_ABORT in runtime/vivarium.h.
@@ -241,18 +240,7 @@ func writeHead(w http.ResponseWriter, head []byte, logger *zap.Logger) (int, err
 	if err != nil || code < 100 {
 		return 0, errBadStatus
 	}
-	h := w.Header()
-	for len(rest) > 0 {
-		var name, value []byte
-		name, rest, _ = bytes.Cut(rest, []byte{0})
-		value, rest, _ = bytes.Cut(rest, []byte{0})
-		n := string(name)
-		if !httpguts.ValidHeaderFieldName(n) || !httpguts.ValidHeaderFieldValue(string(value)) {
-			logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
-			continue
-		}
-		h.Add(n, string(value))
-	}
+	addHeaders(w.Header(), rest, logger)
 	w.WriteHeader(code)
 	return code, nil
 }

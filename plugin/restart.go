@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
 
@@ -117,13 +116,4 @@ func (p *Python) reopen(a *app, q *asgiRequest, r *http.Request, kind byte, fiel
 		}
 	}
 	return q, nil
-}
-
-// unavailable answers 503 with Retry-After.
-func (p *Python) unavailable(w http.ResponseWriter, err error) error {
-	if errors.Is(err, errQueueFull) || errors.Is(err, errTooBusy) {
-		p.metrics.refused()
-	}
-	w.Header().Set("Retry-After", "1")
-	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("%s: %w", p.name(), err))
 }

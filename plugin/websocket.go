@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"compress/flate"
 	"context"
 	"errors"
@@ -72,7 +71,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *out
 			continue
 		case <-q.loop.closing:
 			if conn == nil {
-				return caddyhttp.Error(http.StatusServiceUnavailable, errClosed)
+				return p.unavailable(w, errClosed)
 			}
 			conn.Close(websocket.StatusGoingAway, "server shutting down")
 			return nil
@@ -148,12 +147,7 @@ func (p *Python) acceptWebSocket(w http.ResponseWriter, r *http.Request, subprot
 	if len(subprotocol) > 0 {
 		opts.Subprotocols = []string{string(subprotocol)}
 	}
-	for h := headers; len(h) > 0; {
-		var name, value []byte
-		name, h, _ = bytes.Cut(h, []byte{0})
-		value, h, _ = bytes.Cut(h, []byte{0})
-		w.Header().Add(string(name), string(value))
-	}
+	addHeaders(w.Header(), headers, p.logger)
 	rw := &wsResponse{ResponseWriter: w}
 	choice, offered := chooseDeflate(r.Header)
 	// The library is shown only the offer chosen here (see websocket_deflate.go).

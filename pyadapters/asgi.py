@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import _vivarium
-from vivarium_boot import REQUEST_CODES
+from vivarium_boot import REQUEST_CODES, header_block
 
 DEFAULT_ATTR = "app"
 
@@ -59,17 +59,6 @@ class ClientDisconnected(OSError):
 
 def _log_exception(what: str) -> None:
     _vivarium.log(_vivarium.ERROR, f"{what}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}")
-
-
-def _head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-    parts = [str(int(status)).encode()]
-    for name, value in headers:
-        parts.append(bytes(name))
-        parts.append(bytes(value))
-    head = b"\0".join(parts)
-    if head.count(0) != 2 * len(headers):
-        raise ValueError("a response header contains a NUL byte")
-    return head
 
 
 def _scope(kind: str, fields: tuple[bytes, ...], state: dict[str, Any] | None) -> dict[str, Any]:
@@ -232,7 +221,7 @@ class HTTPCycle(Cycle):
                 raise RuntimeError("http.response.start sent twice")
             self.started = True
             # Held back to travel with the first body part: one crossing.
-            self.head = _head(message["status"], message.get("headers", []))
+            self.head = header_block(message.get("headers", []), str(int(message["status"])).encode())
         elif kind == "http.response.body":
             if not self.started:
                 raise RuntimeError("http.response.body sent before http.response.start")
@@ -286,7 +275,7 @@ class WebSocketCycle(Cycle):
             raise ClientDisconnected("websocket closed")
         if kind == "websocket.accept":
             headers = message.get("headers") or []
-            blob = b"\0".join(bytes(x) for pair in headers for x in pair)
+            blob = header_block(headers)
             sub = message.get("subprotocol")
             self.accepted = True
             await self._post(POST_WS_ACCEPT, sub.encode() if sub else None, blob, 0)

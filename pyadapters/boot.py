@@ -18,7 +18,7 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import _vivarium
 
@@ -565,6 +565,19 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
 # request's token in a local named `token`: where() finds a request's frame
 # by them. Filled in by the adapters.
 REQUEST_CODES: set[Any] = set()
+
+
+def header_block(headers: Iterable[tuple[bytes, bytes]], status: bytes | None = None) -> bytes:
+    """Headers as Go reads them (plugin/headers.go): name, value, name, value
+    ... each ended by NUL but the last, after the status in a response head."""
+    parts = [] if status is None else [status]
+    for name, value in headers:
+        parts.append(bytes(name))
+        parts.append(bytes(value))
+    block = b"\0".join(parts)
+    if block.count(0) != max(len(parts) - 1, 0):
+        raise ValueError("a response header contains a NUL byte")
+    return block
 
 # How many innermost frames where() shows.
 STACK_LIMIT = 30

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
 import _vivarium
-from vivarium_boot import REQUEST_CODES
+from vivarium_boot import REQUEST_CODES, header_block
 
 DEFAULT_ATTR = "application"
 
@@ -155,13 +155,10 @@ class Response:
         """Status and headers as Go reads them: NUL-separated, latin-1."""
         if self.status is None:
             raise AssertionError("the app returned a body before calling start_response()")
-        parts = [self.status]
-        for name, value in self.headers:
-            parts.append(name)
-            parts.append(value)
-        head = "\0".join(parts).encode("latin-1")
-        if head.count(0) != 2 * len(self.headers):
-            raise ValueError("a response header contains a NUL character")
+        head = header_block(
+            ((name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers),
+            self.status.encode("latin-1"),
+        )
         self.sent = True
         return head
 

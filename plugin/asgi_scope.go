@@ -1,0 +1,60 @@
+package plugin
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// scopeFields packs what the adapter needs to build an ASGI scope; the order
+// is the one pyadapters/asgi.py unpacks.
+func scopeFields(r *http.Request, scriptName string, body []byte, more bool) []string {
+	version := "1.1"
+	switch {
+	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
+		version = "1.0"
+	case r.ProtoMajor > 1:
+		version = strconv.Itoa(r.ProtoMajor)
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	// ASGI keeps the full path and names the mount point in root_path.
+	rootPath, _, stripped := mountPoint(r, scriptName)
+	path, rawPath := asgiPath(r, rootPath, stripped)
+	var hb strings.Builder
+	appendHeader(&hb, "host", r.Host)
+	for name, values := range r.Header {
+		if name == "Host" {
+			continue
+		}
+		for _, v := range values {
+			appendHeader(&hb, name, v)
+		}
+	}
+	if te := transferEncoding(r); te != "" {
+		appendHeader(&hb, "transfer-encoding", te)
+	}
+	clientHost, clientPort := clientAddr(r)
+	serverHost, serverPort := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		serverHost, serverPort = h, p
+	}
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if h, p, err := net.SplitHostPort(local.String()); err == nil {
+			serverHost, serverPort = h, p
+		}
+	}
+	moreFlag := "0"
+	if more {
+		moreFlag = "1"
+	}
+	return []string{
+		version, r.Method, scheme, path, rawPath,
+		r.URL.RawQuery, rootPath, hb.String(),
+		clientHost, clientPort, serverHost, serverPort,
+		bytesField(body), moreFlag,
+	}
+}

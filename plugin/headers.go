@@ -1,0 +1,50 @@
+package plugin
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
+)
+
+// Headers cross between Go and the adapters as one block,
+// "name\0value\0name\0value", NUL between fields and none at the end; a
+// response head puts "status\0" before it. The adapters' side is
+// header_block in pyadapters/boot.py. (The WSGI environ has a format of its
+// own, environ.go.)
+
+// appendHeader adds a request header to an ASGI scope's block, its name
+// lower-cased as ASGI asks.
+func appendHeader(b *strings.Builder, name, value string) {
+	if b.Len() > 0 {
+		b.WriteByte(0)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte(0)
+	b.WriteString(value)
+}
+
+// addHeaders adds the headers of a block an app sent to h. The app's code
+// chose them, so each is checked: one net/http would refuse or that could
+// split the response is dropped and logged, and the rest go out.
+func addHeaders(h http.Header, block []byte, logger *zap.Logger) {
+	for len(block) > 0 {
+		var name, value []byte
+		name, block, _ = bytes.Cut(block, []byte{0})
+		value, block, _ = bytes.Cut(block, []byte{0})
+		n := string(name)
+		if !httpguts.ValidHeaderFieldName(n) || !httpguts.ValidHeaderFieldValue(string(value)) {
+			logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
+			continue
+		}
+		h.Add(n, string(value))
+	}
+}
