@@ -122,6 +122,28 @@ def build_module(t: dict, work: Path) -> Path:
     return out
 
 
+LICENSE_NAME = re.compile(r"^(licen[cs]e|copying|notice|unlicense)([.-].*)?$", re.I)
+
+
+def license_files(env: dict) -> list[tuple[str, bytes]]:
+    """The license and notice files of Go and of every module linked into the
+    extension, as dist-info/licenses/ paths (PEP 639): the wheel carries their
+    code, so it carries their terms. A module without one fails the build."""
+    go_root = subprocess.run(["go", "env", "GOROOT"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    listing = subprocess.run(
+        ["go", "list", "-deps", "-f", "{{with .Module}}{{if not .Main}}{{.Path}}\t{{.Dir}}{{end}}{{end}}", "./cmd/pyext"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    modules = {"go": go_root} | dict(line.split("\t", 1) for line in listing.splitlines() if line)
+    found: list[tuple[str, bytes]] = []
+    for path, where in sorted(modules.items()):
+        names = sorted(n for n in os.listdir(where) if LICENSE_NAME.match(n) and os.path.isfile(os.path.join(where, n)))
+        if not names:
+            fail(f"Go module {path} ({where}) has no license file: the wheel cannot carry its code")
+        found += [(f"licenses/{path}/{n}", Path(where, n).read_bytes()) for n in names]
+    return found
+
+
 def version() -> str:
     m = re.search(r'^__version__ = "([^"]+)"', (PACKAGE / "__init__.py").read_text(), re.M)
     if not m:
@@ -129,7 +151,7 @@ def version() -> str:
     return m.group(1)
 
 
-def metadata(ver: str, xy: str) -> str:
+def metadata(ver: str, xy: str, licenses: list[str]) -> str:
     readme = (ROOT / "README.md").read_text()
     return (
         "Metadata-Version: 2.4\n"
@@ -142,7 +164,8 @@ def metadata(ver: str, xy: str) -> str:
         "Classifier: Operating System :: POSIX :: Linux\n"
         "Classifier: Topic :: Internet :: WWW/HTTP :: HTTP Servers\n"
         "Classifier: Topic :: Internet :: WWW/HTTP :: WSGI :: Server\n"
-        "Description-Content-Type: text/markdown\n"
+        + "".join(f"License-File: {name.removeprefix('licenses/')}\n" for name in licenses)
+        + "Description-Content-Type: text/markdown\n"
         "\n" + readme
     )
 
@@ -152,7 +175,7 @@ def record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def write_wheel(module: Path, t: dict, work: Path) -> Path:
+def write_wheel(module: Path, licenses: list[tuple[str, bytes]], t: dict, work: Path) -> Path:
     """The wheel as any Linux x86_64 wheel (linux_x86_64); auditwheel then
     checks it against the manylinux policy and gives it that tag."""
     ver = version()
@@ -164,7 +187,8 @@ def write_wheel(module: Path, t: dict, work: Path) -> Path:
     for path in sorted(PACKAGE.glob("*.py")):
         files.append((f"vivarium/{path.name}", path.read_bytes(), 0o644))
     files.append((f"vivarium/{module.name}", module.read_bytes(), 0o755))
-    files.append((f"{dist_info}/METADATA", metadata(ver, xy).encode(), 0o644))
+    files += [(f"{dist_info}/{name}", data, 0o644) for name, data in licenses]
+    files.append((f"{dist_info}/METADATA", metadata(ver, xy, [name for name, _ in licenses]).encode(), 0o644))
     wheel_meta = f"Wheel-Version: 1.0\nGenerator: vivarium scripts/wheel.py\nRoot-Is-Purelib: false\nTag: {tag}\n"
     files.append((f"{dist_info}/WHEEL", wheel_meta.encode(), 0o644))
     files.append((f"{dist_info}/entry_points.txt", b"[console_scripts]\nvivarium = vivarium:main\n", 0o644))
@@ -209,7 +233,8 @@ def main() -> None:
     for old in out.glob(f"vivarium-*-{abi}-{abi}-*.whl"):
         old.unlink()
     module = build_module(t, work)
-    wheel = write_wheel(module, t, work)
+    # The same module graph as the build's: GOFLAGS as build_module sets it.
+    wheel = write_wheel(module, license_files(dict(os.environ, GOFLAGS="")), t, work)
     result = tag_manylinux(wheel, out, abi)
     print(f"wheel: {result} ({result.stat().st_size / 2**20:.1f} MiB)")
 

@@ -67,6 +67,24 @@ def test_vivarium_and_python_m_vivarium_are_caddy_with_its_standard_modules(viva
         assert name in listed, modules.stdout
 
 
+def test_the_wheel_carries_the_license_of_go_and_of_every_module_linked_into_it(vivarium_bin, venv):
+    """`vivarium build-info` lists the Go modules in the extension; each one's
+    license is installed with the package and named in its metadata."""
+    info = run([vivarium_bin, "build-info"])
+    assert info.returncode == 0, info
+    linked = {line.split()[1] for line in info.stdout.splitlines() if line.startswith("dep\t")}
+    assert "github.com/caddyserver/caddy/v2" in linked, info.stdout
+    query = ("import importlib.metadata as m, json; d = m.distribution('vivarium'); "
+             "print(json.dumps({f: d.read_text('licenses/' + f) for f in d.metadata.get_all('License-File')}))")
+    shown = run([venv / "bin" / "python", "-c", query])
+    assert shown.returncode == 0, shown
+    files = json.loads(shown.stdout)
+    assert all(text for text in files.values()), [f for f, text in files.items() if not text]
+    licensed = {f.rsplit("/", 1)[0] for f in files}
+    assert linked | {"go"} <= licensed, sorted(linked - licensed)
+    assert "Apache License" in files["github.com/caddyserver/caddy/v2/LICENSE"]
+
+
 def test_the_server_is_the_venv_python_and_brings_no_libpython_of_its_own(start_caddy, venv):
     caddy = start_caddy(probe_site())
     own, main = caddy.get_json("/own/info"), caddy.get_json("/main/info")
