@@ -11,11 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"caddy": "#7f7f7f", "vivarium": "#2ca02c", "gunicorn": "#1f77b4",
-          "uvicorn": "#9467bd", "granian": "#ff7f0e"}
+          "uvicorn": "#9467bd", "granian": "#ff7f0e",
+          "caddysnake": "#d62728", "proxy": "#1f77b4"}
 TARGET_CONNS = 64
 
 
-CMAPS = {"caddy": "Greys", "vivarium": "Greens", "gunicorn": "Blues", "uvicorn": "Purples", "granian": "Oranges"}
+CMAPS = {"caddy": "Greys", "vivarium": "Greens", "gunicorn": "Blues", "uvicorn": "Purples", "granian": "Oranges",
+         "caddysnake": "Reds"}
 MARKERS = "osD^v<>ph*"
 
 
@@ -120,6 +122,28 @@ def cpu_bound(results, out: Path):
     plt.close(fig)
 
 
+def three_apps(results, out: Path):
+    """RSS and PSS of the three-app config, grouped by workers of each app."""
+    rows = results.get("three_apps") or []
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.4))
+    labels = [r["label"] for r in rows]
+    ax.barh(labels, [r["rss_mib"] for r in rows], color="#dddddd", label="RSS")
+    bars = ax.barh(labels, [r["pss_mib"] for r in rows], height=0.5,
+                   color=[COLORS.get(r["family"], "#333") for r in rows], label="PSS")
+    ax.bar_label(bars, labels=[f"PSS {r['pss_mib']:,.0f} (RSS {r['rss_mib']:,.0f})" for r in rows],
+                 padding=3, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("MiB, whole process tree (lower is better)")
+    ax.set_title("Flask + Django + FastAPI in one config")
+    ax.margins(x=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "three_apps.png", dpi=110)
+    plt.close(fig)
+
+
 def main():
     results = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
@@ -127,6 +151,7 @@ def main():
            f"Hello world: requests/s at {TARGET_CONNS} connections")
     scaling(results, out)
     cpu_bound(results, out)
+    three_apps(results, out)
     bar_at(results, out, "cpu_us_per_req", "server CPU µs per request (lower is better)",
            "cpu_per_request.png", f"Hello world: server CPU per request at {TARGET_CONNS} connections")
 

@@ -34,6 +34,8 @@ PACKAGES=(
 	libexpat1-dev zlib1g-dev libzstd-dev libssl-dev libffi-dev
 	# tests/test_browser.py: headless Chromium driven through its WebDriver.
 	chromium chromium-driver
+	# make bench: wrk (HTTP/1.1) and h2load (HTTP/2).
+	wrk nghttp2-client
 )
 if [ "${VIVARIUM_SYSROOT_BARE:-}" = 1 ]; then
 	SYSROOT=${VIVARIUM_SYSROOT:-/var/lib/vivarium/debian-sid-bare}
