@@ -46,6 +46,10 @@ def machine_section(results: dict) -> list[str]:
     m, v = meta["machine"], meta["versions"]
     lines = [
         "## Machine and versions", "",
+        f"{m['nproc']} cores, shared during the run with the load generator and with other programs (builds and "
+        "tests of other work on this machine): their CPU is in \"Other programs' CPU\" and in the \"Others\" column "
+        "of every point, beside the load average before and after. Ratios within one run, of alternating rounds, "
+        "are what these numbers are for, not the absolute req/s.", "",
         "| | |", "| --- | --- |",
         f"| Date | {meta['date']} |",
         f"| Run | {meta.get('variant', 'full')}; took {meta['took_s']:.0f} s |",

@@ -68,6 +68,8 @@ def parse_args(argv=None):
     ap.add_argument("--skip-three-apps", action="store_true", help="skip the three-app memory point")
     ap.add_argument("--go-benchtime", help="go test -benchtime (default 2s, 0.5s with --quick)")
     ap.add_argument("--out", default=str(DOCS), help="where results.json, README.md and charts go")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: write README.md and the charts again from the results.json in --out")
     args = ap.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 1, 1
@@ -122,10 +124,19 @@ def main(argv=None) -> int:
     cfg = Config(caddy=caddy, python=python, out=out, duration=args.duration, warmup=args.warmup,
                  conns={int(c) for c in args.conns.split(",")} if args.conns else None)
     cfg.raw.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        cfg.venvs = ensure_venvs(["charts"], cfg.python)
+        write_report(cfg, json.loads((cfg.out / "results.json").read_text()))
+        return 0
     try:
         return measure(cfg, args)
     finally:
         stop_all(cfg)
+
+
+def write_report(cfg: Config, results: dict) -> None:
+    make_charts(cfg.venvs["charts"], cfg.out)
+    (cfg.out / "README.md").write_text(markdown(results, cfg.out))
 
 
 def measure(cfg: Config, args) -> int:
@@ -167,8 +178,7 @@ def measure(cfg: Config, args) -> int:
                "three_apps": three_rows, "go_bench": go_bench,
                "targets": compute_targets(points, idle_rss, rounds, three_rows)}
     (cfg.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    make_charts(cfg.venvs["charts"], cfg.out)
-    (cfg.out / "README.md").write_text(markdown(results, cfg.out))
+    write_report(cfg, results)
     others = [p["other_cpu_pct"] for p in points] or [0]
     log(f"other programs used {sum(others) / len(others):.0f}% of one core on average during the "
         f"measured runs (max {max(others):.0f}%); load average {meta['machine']['loadavg_start']} before, "
