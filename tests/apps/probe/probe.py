@@ -10,6 +10,11 @@ Plain WSGI, standard library only. Routes (on PATH_INFO):
   GET  /sleep?s=S       sleeps S seconds (releases the GIL)
                         Both report in_flight: the most /cpu and /sleep requests that
                         were inside this interpreter at once while it ran.
+  GET  /together?file=F&slot=K&parties=N
+                        marks slot K of the file F (N bytes, made by the caller), then
+                        spins in Python, never letting go of its GIL, until all N slots
+                        are marked: it returns seen=true only if N requests ran Python at
+                        the same moment, so they held N different GILs; false after 20 s
   GET  /barrier?parties=N&token=T
                         waits until N requests with token T are inside the app at once
                         (so it succeeds only if the app has N threads); 500 after 20 s
@@ -17,6 +22,7 @@ Plain WSGI, standard library only. Routes (on PATH_INFO):
 
 import datetime  # imported on purpose: interpreters that imported datetime must end cleanly
 import importlib
+import mmap
 import json
 import os
 import sys
@@ -152,6 +158,22 @@ def app(environ, start_response):
         with _Tracked() as tracked:
             time.sleep(float(query.get("s", "1")))
         return _json(start_response, {"interp_id": interp_id(), "in_flight": tracked.in_flight})
+
+    if path == "/together":
+        parties, slot = int(query["parties"]), int(query["slot"])
+        with open(query["file"], "r+b") as fh, mmap.mmap(fh.fileno(), parties) as marks:
+            marks[slot] = 1
+            # The GIL is not handed to another thread for as long as this
+            # spins: only a request with a GIL of its own can mark its slot.
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(1000.0)
+            try:
+                deadline = time.monotonic() + 20
+                while not (seen := marks[:parties] == b"\x01" * parties) and time.monotonic() < deadline:
+                    pass
+            finally:
+                sys.setswitchinterval(interval)
+        return _json(start_response, {"interp_id": interp_id(), "seen": seen})
 
     if path == "/barrier":
         with _lock:
