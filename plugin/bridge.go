@@ -161,6 +161,9 @@ func vvPoll(id C.int, buf **C.char, n *C.size_t) C.int {
 	if w == nil || w.loop == nil {
 		return -1
 	}
+	if inChild != nil && inChild.direct {
+		inChild.pull(w.loop)
+	}
 	cw := w.c
 	size := -1
 	w.loop.take(func(events []byte) {

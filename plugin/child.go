@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -69,6 +70,10 @@ type childConfig struct {
 // requests in flight.
 type childSide struct {
 	link     *link
+	direct   bool          // ASGI: the event loop's thread reads the link (pull)
+	lost     chan struct{} // closed when pull finds the link gone
+	lostOnce sync.Once
+	batching bool // the loop thread's: posts wait for its next pull
 	cfg      childConfig
 	app      *app
 	loop     *loop // ASGI: the app's event loop
@@ -99,12 +104,9 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "python-worker runs an app for the Caddy that starts it; it is not a command to run by hand")
 		return 2
 	}
-	l, err := newLink(os.NewFile(childLinkFD, "caddy"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "python-worker: no link to Caddy on fd 3:", err)
-		return 2
-	}
-	typ, _, p, err := l.read()
+	// The config is read with nothing read ahead, since what follows it goes
+	// to the link that the config's kind of app gets.
+	typ, p, err := readFrameFD(childLinkFD)
 	var cfg childConfig
 	if err == nil && typ == frConfig {
 		err = json.Unmarshal(p, &cfg)
@@ -115,8 +117,20 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "python-worker: no config from Caddy:", err)
 		return 2
 	}
+	var l *link
+	if cfg.Kind == "asgi" {
+		l, err = newDirectLink(childLinkFD)
+	} else {
+		l, err = newLink(os.NewFile(childLinkFD, "caddy"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "python-worker: no link to Caddy on fd 3:", err)
+		return 2
+	}
 	cs := &childSide{
 		link:     l,
+		direct:   l.fd >= 0,
+		lost:     make(chan struct{}),
 		cfg:      cfg,
 		logger:   zap.New(&linkCore{link: l}),
 		requests: map[uint64]*childRequest{},
@@ -152,7 +166,10 @@ func (cs *childSide) serve() int {
 		threads:      cfg.Threads,
 		// Caddy sends a process no more WSGI requests than it has threads.
 		maxQueue: 1 << 20,
-		options:  map[string]any{"multiprocess": cfg.Multiprocess},
+		// The app has the process's main interpreter to itself, where uvloop
+		// loads: its loop is taken when the app's environment has it, as
+		// uvicorn's --loop auto does.
+		options: cs.adapterOptions(),
 		controls: controls{
 			name: cfg.Name, env: cfg.Env, timeout: cfg.Timeout, startTimeout: cfg.StartTimout,
 			maxRequests: cfg.MaxRequests, maxMemory: cfg.MaxMemory,
@@ -168,6 +185,11 @@ func (cs *childSide) serve() int {
 		cs.loop = a.interps[0].loop
 	}
 	if cs.link.send(frReady, 0) != nil {
+		return 1
+	}
+	if cs.direct {
+		// The event loop reads the link (pull) until Caddy is gone.
+		<-cs.lost
 		return 1
 	}
 	for {
@@ -213,6 +235,35 @@ func (cs *childSide) handle(typ byte, id uint64, p []byte) error {
 		return errBadFrame
 	}
 	return nil
+}
+
+// adapterOptions: with a direct link, the event loop watches its socket.
+func (cs *childSide) adapterOptions() map[string]any {
+	// The app has the process's main interpreter to itself, where uvloop
+	// loads: its loop is taken when the app's environment has it, as
+	// uvicorn's --loop auto does.
+	opts := map[string]any{"multiprocess": cs.cfg.Multiprocess, "event_loop": "auto"}
+	if cs.direct {
+		opts["link_fd"] = cs.link.fd
+	}
+	return opts
+}
+
+// pull is vvPoll's first step in an ASGI process, on the event loop's thread:
+// it writes the responses posted since the last pull in one go, then hands
+// the loop what Caddy sent. Until the loop's next pull, which the adapter
+// schedules when this one brings events, posts wait to go out together.
+func (cs *childSide) pull(l *loop) {
+	cs.batching = false
+	cs.link.flush()
+	err := cs.link.pull(cs.handle)
+	cs.batching = l.pending()
+	if err != nil {
+		if err != io.EOF {
+			fmt.Fprintln(os.Stderr, "python-worker: the link to Caddy:", err)
+		}
+		cs.lostOnce.Do(func() { close(cs.lost) })
+	}
 }
 
 // stop lets the app finish what it has, as a reload does in-process, then exits.
@@ -454,6 +505,10 @@ func (cs *childSide) events(batch []byte) error {
 	if cs.loop == nil {
 		return errBadFrame
 	}
+	if cs.direct {
+		cs.loop.queuePacked(batch) // on the loop's thread, which takes them next
+		return nil
+	}
 	cs.loop.postPacked(batch)
 	return nil
 }
@@ -482,7 +537,11 @@ func (cs *childSide) post(token uint64, kind int, a, b []byte, flags int) int {
 	f = binary.LittleEndian.AppendUint32(f, uint32(flags))
 	f = appendField(f, a)
 	f = append(f, b...)
-	if cs.link.endMode(f, writeTry) != nil {
+	mode := writeTry
+	if cs.batching {
+		mode = writeLater
+	}
+	if cs.link.endMode(f, mode) != nil {
 		return postGone
 	}
 	return rc
@@ -532,3 +591,33 @@ func (c *linkCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *linkCore) Sync() error { return nil }
+
+// readFrameFD reads one frame from a blocking fd, nothing past it.
+func readFrameFD(fd int) (typ byte, payload []byte, err error) {
+	var h [frameHeader]byte
+	if err = readFullFD(fd, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.LittleEndian.Uint32(h[:4])
+	if n < frameHeader-4 || n > maxFrame {
+		return 0, nil, errBadFrame
+	}
+	payload = make([]byte, n-(frameHeader-4))
+	return h[4], payload, readFullFD(fd, payload)
+}
+
+func readFullFD(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		b = b[n:]
+	}
+	return nil
+}

@@ -102,13 +102,27 @@ func (l *loop) queue(kind byte, token uint64, fields []string) bool {
 // postPacked queues a batch of events packed as post packs them, count first:
 // what Caddy sends a child process's loop (child.go).
 func (l *loop) postPacked(batch []byte) {
+	l.notify(l.queuePacked(batch))
+}
+
+// queuePacked adds a packed batch to the inbox without waking the loop, and
+// tells whether it needs waking: the loop's own thread, which takes the
+// inbox next (child.go's pull), does not.
+func (l *loop) queuePacked(batch []byte) bool {
 	l.mu.Lock()
 	l.events = append(l.events, batch[4:]...)
 	l.count += binary.LittleEndian.Uint32(batch)
 	wake := !l.signaled
 	l.signaled = true
 	l.mu.Unlock()
-	l.notify(wake)
+	return wake
+}
+
+// pending tells whether events wait in the inbox.
+func (l *loop) pending() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count > 0
 }
 
 // notify wakes the loop when it needs waking: the eventfd it watches, or,

@@ -73,9 +73,13 @@ var errBadFrame = errors.New("malformed frame")
 // writes what is pending, its own frame and any queued meanwhile, so that under
 // load many frames go out in one system call.
 type link struct {
-	conn net.Conn
+	conn io.ReadWriteCloser
 	raw  syscall.RawConn
 	rd   *bufio.Reader
+	// A direct link (an ASGI process's, newDirectLink) is a blocking socket
+	// off Go's poller, which the event loop's thread reads itself (pull).
+	fd    int
+	inbuf []byte // what pull read past the last whole frame
 
 	mu      sync.Mutex
 	start   int    // where the frame being built begins in pending
@@ -95,13 +99,93 @@ func newLink(f *os.File) (*link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &link{conn: c, rd: bufio.NewReaderSize(c, 256<<10), kick: make(chan struct{}, 1), closed: make(chan struct{})}
+	l := &link{conn: c, fd: -1, rd: bufio.NewReaderSize(c, 256<<10), kick: make(chan struct{}, 1), closed: make(chan struct{})}
 	if sc, ok := c.(syscall.Conn); ok {
 		l.raw, _ = sc.SyscallConn()
 	}
 	l.idle.L = &l.mu
 	go l.flusher()
 	return l, nil
+}
+
+// newDirectLink is the link of an ASGI process: the event loop watches the
+// blocking socket fd and reads its frames on its own thread when it wakes
+// (pull), so that a request from Caddy reaches the app with no Go thread and
+// no eventfd in between. Off Go's poller, no Go thread wakes for it either.
+// Writes that must not wait pass MSG_DONTWAIT; the flusher's block in the
+// kernel.
+func newDirectLink(fd int) (*link, error) {
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "caddy") // blocking: not on the poller
+	l := &link{conn: f, fd: fd, kick: make(chan struct{}, 1), closed: make(chan struct{}), inbuf: make([]byte, 0, 64<<10)}
+	l.idle.L = &l.mu
+	go l.flusher()
+	return l, nil
+}
+
+// writeNow writes what the socket takes at once, without waiting.
+func (l *link) writeNow(out []byte) (n int, err error) {
+	if l.fd >= 0 {
+		n, err = unix.SendmsgN(l.fd, out, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		return n, err
+	}
+	if err := l.raw.Write(func(fd uintptr) bool {
+		n, err = unix.Write(int(fd), out)
+		return true // once: never wait for the socket here
+	}); err != nil {
+		return 0, err
+	}
+	return n, err
+}
+
+// pull reads every whole frame a direct link has received, without waiting,
+// and hands each to fn; a payload is valid only until fn returns. io.EOF
+// when Caddy closed the link.
+func (l *link) pull(fn func(typ byte, id uint64, payload []byte) error) error {
+	for {
+		if cap(l.inbuf)-len(l.inbuf) < 16<<10 {
+			l.inbuf = append(l.inbuf, make([]byte, 64<<10)...)[:len(l.inbuf)]
+		}
+		free := l.inbuf[len(l.inbuf):cap(l.inbuf)]
+		n, _, err := unix.Recvfrom(l.fd, free, unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return nil
+		case err != nil:
+			return err
+		case n == 0:
+			return io.EOF
+		}
+		l.inbuf = l.inbuf[:len(l.inbuf)+n]
+		p := l.inbuf
+		for len(p) >= frameHeader {
+			size := binary.LittleEndian.Uint32(p)
+			if size < frameHeader-4 || size > maxFrame {
+				return errBadFrame
+			}
+			if uint64(len(p)) < 4+uint64(size) {
+				break
+			}
+			if err := fn(p[4], binary.LittleEndian.Uint64(p[5:]), p[frameHeader:4+size]); err != nil {
+				return err
+			}
+			p = p[4+size:]
+		}
+		// Keep the part of a frame not yet whole at the start of the buffer;
+		// a buffer a huge frame grew is let go once that frame is through.
+		rest := copy(l.inbuf, p)
+		l.inbuf = l.inbuf[:rest]
+		if rest == 0 && cap(l.inbuf) > 1<<20 {
+			l.inbuf = make([]byte, 0, 64<<10)
+		}
+		if n < len(free) {
+			return nil // the socket had no more
+		}
+	}
 }
 
 // begin starts a frame; the caller appends its payload to the returned buffer
@@ -149,7 +233,7 @@ func (l *link) endMode(b []byte, mode int) error {
 	case mode == writeLater:
 		l.mu.Unlock()
 		return nil
-	case mode == writeTry && l.raw != nil:
+	case mode == writeTry && (l.raw != nil || l.fd >= 0):
 		l.tryLocked()
 	case mode == writeInline:
 		l.flushLocked()
@@ -187,14 +271,7 @@ func (l *link) tryLocked() {
 	out := l.pending
 	l.pending = l.spare[:0]
 	l.mu.Unlock()
-	var n int
-	var werr error
-	if err := l.raw.Write(func(fd uintptr) bool {
-		n, werr = unix.Write(int(fd), out)
-		return true // once: never wait for the socket here
-	}); err != nil {
-		werr = err
-	}
+	n, werr := l.writeNow(out)
 	l.mu.Lock()
 	n = max(n, 0)
 	switch {

@@ -344,9 +344,35 @@ class Lifespan:
             _vivarium.log(_vivarium.ERROR, f"lifespan shutdown failed: {failed}")
 
 
+def _new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """asyncio's loop, or with "auto" uvloop's where the app's environment has
+    it (an app that has its process's main interpreter, where uvloop loads)."""
+    if kind == "auto":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class Server:
-    def __init__(self, app: ASGIApp, worker: int, efd: int, lifespan: bool, threads: int, drain: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        worker: int,
+        efd: int,
+        lifespan: bool,
+        threads: int,
+        drain: float,
+        event_loop: str = "",
+        link_fd: int = -1,
+    ) -> None:
         self.app = app
+        # In an `isolation process` child, the socket from Caddy, which this
+        # loop watches itself: poll() reads what came (plugin/child.go).
+        self.link_fd = link_fd
         self.drain = drain
         self.worker = worker
         self.efd = efd
@@ -354,7 +380,7 @@ class Server:
         self.threads = threads
         self.cycles: dict[int, Cycle] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_event_loop(event_loop)
         self.lifespan: Lifespan | None = None
         self.state: dict[str, Any] | None = None
         self.stopping = False
@@ -368,6 +394,8 @@ class Server:
             # Watched from the start: past start_timeout, Go's shutdown event
             # reaches a lifespan startup that waits.
             loop.add_reader(self.efd, self._wake)
+            if self.link_fd >= 0:
+                loop.add_reader(self.link_fd, self._pull)
             try:
                 if self.use_lifespan:
                     failed = self._start_lifespan()
@@ -378,6 +406,8 @@ class Server:
                 self._serve()  # until _stop() has drained the app
             finally:
                 loop.remove_reader(self.efd)
+                if self.link_fd >= 0:
+                    loop.remove_reader(self.link_fd)
         finally:
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
@@ -438,7 +468,15 @@ class Server:
             os.read(self.efd, 8)
         except BlockingIOError:
             pass
-        for event in _vivarium.poll(self.worker):
+        self._pull()
+
+    def _pull(self) -> None:
+        events = _vivarium.poll(self.worker)
+        if events and self.link_fd >= 0:
+            # The responses of the requests just started leave together, with
+            # the next poll, once their tasks have run their first steps.
+            self.loop.call_soon(self._pull)
+        for event in events:
             kind, token, fields = event[0], event[1], event[2:]
             if kind == EV_HTTP:
                 cycle: Cycle = HTTPCycle(self, token, fields[12], fields[13] == b"1")
@@ -477,7 +515,8 @@ def make_handler(
     def run(worker: int, efd: int) -> None:
         Server(
             app, worker, efd, bool(options.get("lifespan")), int(options.get("threads") or 4),
-            float(options.get("drain") or DRAIN_SECONDS),
+            float(options.get("drain") or DRAIN_SECONDS), str(options.get("event_loop") or ""),
+            int(options.get("link_fd", -1)),
         ).run()
 
     return run, None
