@@ -4,6 +4,7 @@ cached by a hash of these lines, so test modules sharing a list share the venv).
 FASTAPI = ["fastapi==0.165.0", "pydantic==2.14.3", "starlette==1.10.0"]
 FLASK = ["Flask==3.1.3"]
 DJANGO = ["Django==6.1.3"]
+UVLOOP = ["uvloop==0.23.0"]
 SIX = ["six==1.16.0"]  # the same venv as test_isolation.py's "six-new"
 
 # One venv holding every package of tests/test_package_support.py's census.

@@ -416,6 +416,30 @@ def test_the_first_start_failing_refuses_the_config_with_the_apps_error(caddy_mu
     assert "refusing to start, refuse-to-start is present" in failure.output, tail(failure.output)
 
 
+LOOP_APP = """
+import asyncio
+
+
+async def app(scope, receive, send):
+    loop = type(asyncio.get_running_loop())
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": f"{loop.__module__}.{loop.__qualname__}".encode()})
+"""
+
+
+@pytest.mark.parametrize("with_uvloop", [True, False], ids=["venv-with-uvloop", "venv-without"])
+def test_an_asgi_process_runs_uvloops_loop_where_its_venv_has_uvloop(start_caddy, make_venv, tmp_path, with_uvloop):
+    import app_requirements as reqs
+
+    (tmp_path / "loop_app.py").write_text(LOOP_APP)
+    venv = make_venv("uvloop", reqs.UVLOOP) if with_uvloop else make_venv("six-new", reqs.SIX)
+    caddy = start_caddy(
+        python_block("/p/*", module_asgi="loop_app:app", isolation="process", working_dir=tmp_path, venv=venv)
+    )
+    loops = {caddy.get("/p/").text for _ in range(20)}
+    assert loops == ({"uvloop.Loop"} if with_uvloop else {"asyncio.unix_events._UnixSelectorEventLoop"}), loops
+
+
 def test_reload_and_stop_leave_no_process_behind(start_caddy, kind):
     caddy = start_caddy(process_block("/p/*", kind, interpreters=2))
     first = children_of(caddy.pid)
