@@ -20,11 +20,11 @@ from support import proc_status, tail, wait_until
 BOUND = 60
 
 
-def config(**options):
+def config(kind="wsgi", **options):
     options.setdefault("timeout", "2s")
     options.setdefault("threads", 2)
     return "\n".join([
-        block("/p/*", "wsgi", "env VV_PROCESS in-the-process", isolation="process", **options),
+        block("/p/*", kind, "env VV_PROCESS in-the-process", isolation="process", **options),
         block("/other/*", "wsgi"),
     ])
 
@@ -66,15 +66,17 @@ def test_a_process_whose_code_does_not_come_back_is_killed_and_replaced(start_ca
     assert get(server, "/other/info").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/spin", "/stubborn", "/hold?s=3600"])
-def test_sigterm_ends_the_process_app_whatever_it_runs(caddy_launcher, path):
-    server = caddy_launcher.start(config())
+@pytest.mark.parametrize("kind,path", [("wsgi", "/spin"), ("wsgi", "/stubborn"), ("wsgi", "/hold?s=3600"),
+                                       ("asgi", "/stubborn"), ("asgi", "/hold?s=3600")])
+def test_sigterm_ends_the_process_app_whatever_it_runs(caddy_launcher, kind, path):
+    server = caddy_launcher.start(config(kind))
     with ThreadPoolExecutor(1) as pool:
         pool.submit(lambda: httpx.get(server.base_url + "/p" + path, timeout=BOUND))
         assert server.wait_for_log(f"controls: {path.split('?')[0]} begins"), tail(server.log_text())
         started = time.monotonic()
         code = server.stop(timeout=60)
         took = time.monotonic() - started
+    print(f"SIGTERM of a process app running {kind} {path}: {took:.1f} s")
     assert code == 0, f"exit code {code}:\n{tail(server.log_text())}"
     # the grace (the app's timeout, 2 s), 10 s for interrupted code, 5 s to exit
     assert took < 40, f"SIGTERM took {took:.1f} s:\n{tail(server.log_text())}"
@@ -91,16 +93,18 @@ def children_of(pid):
     return found
 
 
-def test_a_reload_ends_within_the_grace_even_when_the_process_swallows_the_interrupt(start_caddy):
-    server = start_caddy(config(timeout="3s", interpreters=1))
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_reload_ends_within_the_grace_even_when_the_process_swallows_the_interrupt(start_caddy, kind):
+    server = start_caddy(config(kind, timeout="3s", interpreters=1))
     pid = info(server, "/p")["pid"]
     with ThreadPoolExecutor(1) as pool:
         stuck = pool.submit(get, server, "/p/stubborn")
         assert server.wait_for_log("controls: /stubborn begins"), tail(server.log_text())
         started = time.monotonic()
-        server.reload(config(timeout="3s", interpreters=1), force=True)
+        server.reload(config(kind, timeout="3s", interpreters=1), force=True)
         took = time.monotonic() - started
         assert stuck.result(timeout=BOUND).status_code == 504
+    print(f"reload of a process app running {kind} /stubborn: {took:.1f} s")
     # the grace (3 s), 10 s for interrupted code, 5 s for the process to exit
     assert took < 30, f"the reload took {took:.1f} s:\n{tail(server.log_text())}"
     assert info(server, "/p")["pid"] != pid

@@ -144,6 +144,7 @@ def test_a_reload_ends_within_the_grace_even_when_the_app_swallows_the_interrupt
         server.reload(config(kind, timeout="3s"), force=True)
         took = time.monotonic() - started
         assert stuck.result(timeout=BOUND).status_code == 504
+    print(f"reload of an app running {kind} /stubborn: {took:.1f} s")
     # grace (the app's timeout, 3 s) + 10 s for interrupted code to come back
     assert took < 25, f"the reload took {took:.1f} s"
     assert info(server, "/a")["interpreter"] != old
@@ -161,6 +162,7 @@ def test_sigterm_ends_the_process_whatever_the_app_does(caddy_launcher, path):
         started = time.monotonic()
         code = server.stop(timeout=60)
         took = time.monotonic() - started
+    print(f"SIGTERM of an app running {path}: {took:.1f} s")
     assert code == 0, f"exit code {code}:\n{tail(server.log_text())}"
     # the request's timeout, the stop's grace and its wait for interrupted code
     assert took < 40, f"SIGTERM took {took:.1f} s:\n{tail(server.log_text())}"
