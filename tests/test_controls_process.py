@@ -70,6 +70,7 @@ def test_a_process_whose_code_does_not_come_back_is_killed_and_replaced(start_ca
                                        ("asgi", "/stubborn"), ("asgi", "/hold?s=3600")])
 def test_sigterm_ends_the_process_app_whatever_it_runs(caddy_launcher, kind, path):
     server = caddy_launcher.start(config(kind))
+    kids = children_of(server.pid)
     with ThreadPoolExecutor(1) as pool:
         pool.submit(lambda: httpx.get(server.base_url + "/p" + path, timeout=BOUND))
         assert server.wait_for_log(f"controls: {path.split('?')[0]} begins"), tail(server.log_text())
@@ -80,6 +81,20 @@ def test_sigterm_ends_the_process_app_whatever_it_runs(caddy_launcher, kind, pat
     assert code == 0, f"exit code {code}:\n{tail(server.log_text())}"
     # the grace (the app's timeout, 2 s), 10 s for interrupted code, 5 s to exit
     assert took < 40, f"SIGTERM took {took:.1f} s:\n{tail(server.log_text())}"
+    assert kids and wait_until(lambda: not any(alive(k) for k in kids), timeout=10), "a process outlived Caddy"
+
+
+# What the log says of a process that does not finish a request at its stop:
+# killed for its timeout, ended by its own stop, or killed by Caddy after it.
+STUCK_AT_STOP = ("its process does not come back from it", "did not stop: its code was interrupted",
+                 "the app's process did not exit in time after its stop; killed it")
+
+
+def alive(pid):
+    try:
+        return proc_status(pid, "State")[0] != "Z"
+    except OSError:
+        return False
 
 
 def children_of(pid):
@@ -109,6 +124,9 @@ def test_a_reload_ends_within_the_grace_even_when_the_process_swallows_the_inter
     assert took < 30, f"the reload took {took:.1f} s:\n{tail(server.log_text())}"
     assert info(server, "/p")["pid"] != pid
     assert wait_until(lambda: pid not in children_of(server.pid), timeout=BOUND), "the old process outlived the reload"
+    said = [needle for needle in STUCK_AT_STOP if log_entries(server, needle)]
+    print(f"reload of a process app running {kind} /stubborn: the log says {said}")
+    assert said, tail(server.log_text())
     assert get(server, "/other/info").status_code == 200
 
 

@@ -370,6 +370,7 @@ def test_a_dying_process_fails_its_requests_with_502_and_is_restarted(crash_site
     assert notice["module"].startswith("process_app:") and notice["app"].endswith("-crash"), notice
     if how == "exit":
         assert notice.get("exit_code") == 3, notice
+        assert caddy.log_entries_containing("calls os._exit(3): the process exits now"), tail(caddy.log_text())
     elif how == "sigkill":
         assert notice.get("signal") == "SIGKILL", notice
     else:
