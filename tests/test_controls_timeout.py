@@ -166,3 +166,37 @@ def test_sigterm_ends_the_process_whatever_the_app_does(caddy_launcher, path):
     assert code == 0, f"exit code {code}:\n{tail(server.log_text())}"
     # the request's timeout, the stop's grace and its wait for interrupted code
     assert took < 40, f"SIGTERM took {took:.1f} s:\n{tail(server.log_text())}"
+
+
+@pytest.mark.parametrize("how", ["reload", "sigterm"])
+def test_several_apps_that_do_not_finish_stop_together_not_one_after_another(caddy_launcher, how):
+    stuck = [("/a", "wsgi", "interpreter"), ("/b", "asgi", "interpreter"), ("/c", "wsgi", "process"),
+             ("/d", "wsgi", "interpreter")]
+
+    def body():
+        return "\n".join([block(f"{prefix}/*", kind, timeout="3s", isolation=isolation, name=f"stuck{prefix[1]}")
+                          for prefix, kind, isolation in stuck] + [block("/other/*", "wsgi")])
+
+    server = caddy_launcher.start(body())
+    with ThreadPoolExecutor(len(stuck)) as pool:
+        answers = [pool.submit(get, server, f"{prefix}/stubborn") for prefix, _, _ in stuck]
+        assert wait_until(lambda: server.log_text().count("controls: /stubborn begins") == len(stuck), timeout=BOUND), (
+            tail(server.log_text()))
+        started = time.monotonic()
+        if how == "reload":
+            server.reload(body(), force=True)
+        else:
+            assert server.stop(timeout=120) == 0, tail(server.log_text())
+        took = time.monotonic() - started
+        assert [a.result(timeout=BOUND).status_code for a in answers] == [504] * len(stuck)
+    print(f"{how} with {len(stuck)} apps that do not finish: {took:.1f} s")
+    assert took < 60, f"the {how} took {took:.1f} s:\n{tail(server.log_text())}"
+    # Each app in Caddy's process gives up on its code at the end of its bound
+    # (its grace, 3 s, then 10 s for interrupted code): together, those ends
+    # come at once; one app after another, 13 s apart.
+    ends = sorted(e["ts"] for e in log_entries(server, "app did not stop: its code was interrupted"))
+    assert len(ends) == 3, tail(server.log_text())
+    assert ends[-1] - ends[0] < 6, f"the apps stopped {ends[-1] - ends[0]:.1f} s apart:\n{tail(server.log_text())}"
+    if how == "reload":
+        assert_other_app_serves(server)
+        server.stop()
