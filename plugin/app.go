@@ -42,18 +42,19 @@ type appConfig struct {
 // worker threads and the scheduler in front of them. A config reload starts a
 // new instance and stops the old one.
 type app struct {
-	id       uint64
-	cfg      appConfig
-	logger   *zap.Logger
-	pool     *pool
-	interps  []*interpreter // guarded by mu: recycling replaces them
-	metrics  *appMetrics
-	started  time.Time
-	state    atomic.Int32  // appStarting ... appEnded
-	stopDone chan struct{} // closed once stop is done (stop.go)
+	id      uint64
+	cfg     appConfig
+	logger  *zap.Logger
+	pool    *pool
+	interps []*interpreter // guarded by mu: recycling replaces them
+	metrics *appMetrics
+	started time.Time
+	state   atomic.Int32 // appStarting ... appEnded
 	// Held to read a live interpreter's C half (snapshot.go), and to change
 	// interps.
 	mu sync.RWMutex
+	// Closed once stop is done (stop.go).
+	done chan struct{}
 
 	// Recycling (recycle.go): one replacement at a time.
 	recycleMu  sync.Mutex
@@ -87,13 +88,13 @@ var (
 func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 	cfg.controls = cfg.controls.withDefaults()
 	a := &app{
-		id:       appSeq.Add(1),
-		cfg:      cfg,
-		logger:   logger,
-		pool:     newPool(cfg.interpreters, cfg.maxQueue),
-		metrics:  cfg.metrics,
-		started:  time.Now(),
-		stopDone: make(chan struct{}),
+		id:      appSeq.Add(1),
+		cfg:     cfg,
+		logger:  logger,
+		pool:    newPool(cfg.interpreters, cfg.maxQueue),
+		metrics: cfg.metrics,
+		started: time.Now(),
+		done:    make(chan struct{}),
 	}
 	apps.Store(a.id, a)
 	if cfg.isolation == isolationProcessCode {

@@ -43,8 +43,8 @@ func (a *app) stop() {
 	for {
 		s := a.state.Load()
 		if s >= appDraining {
-			if a.stopDone != nil {
-				<-a.stopDone
+			if a.done != nil {
+				<-a.done
 			}
 			return
 		}
@@ -52,8 +52,8 @@ func (a *app) stop() {
 			break
 		}
 	}
-	if a.stopDone != nil {
-		defer close(a.stopDone)
+	if a.done != nil {
+		defer close(a.done)
 	}
 	if a.procs != nil {
 		a.procs.stop()
