@@ -53,6 +53,8 @@ type app struct {
 	// Held to read a live interpreter's C half (snapshot.go), and to change
 	// interps.
 	mu sync.RWMutex
+	// Closed once stop is done (stop.go).
+	done chan struct{}
 
 	// Recycling (recycle.go): one replacement at a time.
 	recycleMu  sync.Mutex
@@ -92,6 +94,7 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 		pool:    newPool(cfg.interpreters, cfg.maxQueue),
 		metrics: cfg.metrics,
 		started: time.Now(),
+		done:    make(chan struct{}),
 	}
 	apps.Store(a.id, a)
 	if cfg.isolation == isolationProcessCode {

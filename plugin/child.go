@@ -587,7 +587,14 @@ func (c *linkCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 	b = appendField(b, []byte(ent.Message))
 	b = append(b, js...)
 	// Not inline: an entry may be written with a GIL held.
-	return c.link.end(b, false)
+	err = c.link.end(b, false)
+	if err == nil && ent.Level >= zapcore.ErrorLevel {
+		// An error may be the last words before the process ends (os._exit
+		// logs who called it, then exits): it reaches Caddy first. Caddy's
+		// reader never waits for this process, so the wait is short.
+		err = c.link.drain()
+	}
+	return err
 }
 
 func (c *linkCore) Sync() error { return nil }

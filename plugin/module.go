@@ -290,6 +290,7 @@ func (p *Python) Provision(ctx caddy.Context) error {
 	}
 	p.app = &appSlot{}
 	p.app.Store(a)
+	p.stopsWithConfig()
 	if len(p.Watch) > 0 {
 		// On failure Caddy calls Cleanup, which stops the app.
 		if p.watcher, err = watchApp(p); err != nil {
@@ -427,6 +428,7 @@ func (p *Python) Cleanup() error {
 		p.dynamic.close()
 	}
 	if p.app != nil {
+		p.beginConfigStop()
 		p.app.restartMu.Lock()
 		defer p.app.restartMu.Unlock()
 		if p.app.stopped {

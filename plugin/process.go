@@ -110,6 +110,10 @@ type slot struct {
 	pumpMu   sync.Mutex
 	inflight int // WSGI: requests sent to cur and not yet answered (pa.mu)
 
+	// For the admin API (pa.mu).
+	restarts int       // processes that died and were replaced
+	lastExit *exitView // how the last one ended
+
 	// The supervisor's own.
 	failures      int // restarts in a row that did not lead to a stable run
 	startFailures int // starts in a row that failed
@@ -853,6 +857,7 @@ func (c *child) lost() {
 		orphans, pa.queue = pa.queue, nil
 	}
 	pa.mu.Unlock()
+	pa.app.metrics.ProcessExited(c.pid)
 	for _, pr := range reqs {
 		pr.push(procMsg{typ: msgLost})
 	}

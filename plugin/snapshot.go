@@ -35,13 +35,14 @@ const (
 var appStateNames = [...]string{"starting", stateNameServing, stateNameDraining, stateNameEnded}
 
 type instanceView struct {
-	Instance     uint64       `json:"instance"` // a sequence number, new for every start, reload or restart
-	State        string       `json:"state"`
-	Kind         string       `json:"kind"`
-	Started      time.Time    `json:"started"`
-	Queued       int          `json:"queued"`    // WSGI requests waiting for a thread
-	InFlight     int          `json:"in_flight"` // running or queued requests and WebSockets
-	Interpreters []interpView `json:"interpreters"`
+	Instance     uint64        `json:"instance"` // a sequence number, new for every start, reload or restart
+	State        string        `json:"state"`
+	Kind         string        `json:"kind"`
+	Started      time.Time     `json:"started"`
+	Queued       int           `json:"queued"`    // WSGI requests waiting for a thread
+	InFlight     int           `json:"in_flight"` // running or queued requests and WebSockets
+	Interpreters []interpView  `json:"interpreters"`
+	Processes    []processView `json:"processes,omitempty"` // isolation process
 }
 
 type interpView struct {
@@ -121,6 +122,15 @@ func (a *app) view() instanceView {
 			iv.Threads = append(iv.Threads, w.view(in.ended, mono))
 		}
 		v.Interpreters = append(v.Interpreters, iv)
+	}
+	if a.procs != nil {
+		procs, queued := a.procs.view()
+		v.Processes, v.Queued = procs, queued
+		for _, p := range procs {
+			if a.cfg.kind == "wsgi" {
+				v.InFlight += p.InFlight
+			}
+		}
 	}
 	v.InFlight += v.Queued
 	return v

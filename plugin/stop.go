@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -37,15 +38,22 @@ func (cfg *appConfig) stopGrace() time.Duration {
 }
 
 // stop lets the workers finish what they have, then ends the interpreters.
+// A second call waits for the first one's stop.
 func (a *app) stop() {
 	for {
 		s := a.state.Load()
 		if s >= appDraining {
-			return // stopped already
+			if a.done != nil {
+				<-a.done
+			}
+			return
 		}
 		if a.state.CompareAndSwap(s, appDraining) {
 			break
 		}
+	}
+	if a.done != nil {
+		defer close(a.done)
 	}
 	if a.procs != nil {
 		a.procs.stop()
@@ -179,4 +187,36 @@ func (a *app) interruptAll(interps []*interpreter) []string {
 	}
 	wg.Wait()
 	return found
+}
+
+// A config's apps stop together. Caddy cleans up a config's handlers one
+// after another, so with several apps that do not finish, a reload or an exit
+// would wait for each one's bound in turn; instead, the first Cleanup of a
+// config begins the stop of all its apps, and each Cleanup waits for its own.
+var configApps = struct {
+	sync.Mutex
+	m map[*prometheus.Registry][]*Python
+}{m: map[*prometheus.Registry][]*Python{}}
+
+// stopsWithConfig records p, whose app serves now, among its config's apps.
+func (p *Python) stopsWithConfig() {
+	configApps.Lock()
+	configApps.m[p.config] = append(configApps.m[p.config], p)
+	configApps.Unlock()
+}
+
+// beginConfigStop starts stopping every app of p's config but p's own, which
+// its Cleanup stops.
+func (p *Python) beginConfigStop() {
+	configApps.Lock()
+	others := configApps.m[p.config]
+	delete(configApps.m, p.config)
+	configApps.Unlock()
+	for _, q := range others {
+		if q != p && q.app != nil {
+			if a := q.app.Load(); a != nil {
+				go a.stop()
+			}
+		}
+	}
 }

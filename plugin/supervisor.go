@@ -27,8 +27,10 @@ const (
 	stableAfter = 10 * time.Second
 	// crashLoopAfter failed starts in a row are logged as the app being down.
 	crashLoopAfter = 5
-	// stopGrace is what a process gets on top of drainTimeout to exit.
-	stopGrace = 5 * time.Second
+	// exitMargin is what a process being stopped gets, on top of the time
+	// its own stop may take (the grace, then forceWait for interrupted code),
+	// to exit before Caddy kills it.
+	exitMargin = 5 * time.Second
 )
 
 func restartDelay(failures int) time.Duration {
@@ -67,6 +69,7 @@ func (s *slot) supervise(first chan<- error) {
 		}
 		delay := restartDelay(s.failures)
 		s.failures++
+		s.recordDeath(c)
 		s.logDeath(c, delay)
 		for {
 			select {
@@ -158,6 +161,7 @@ func (s *slot) up(c *child) bool {
 	s.cur.Store(c)
 	s.inflight = 0
 	_, next := s.fill()
+	pa.app.metrics.ProcessStarted(c.pid) // under pa.mu: before lost can say it exited
 	pa.mu.Unlock()
 	for _, pr := range next {
 		c.sendRequest(pr, writeInline)
@@ -169,10 +173,16 @@ func (s *slot) up(c *child) bool {
 }
 
 // stop lets the process finish its requests (queued WSGI ones first go out
-// to the app's processes), then waits for it to exit, or kills it.
+// to the app's processes), then waits for it to exit, or kills it. The
+// process stops as an app in Caddy's process does (stop.go): its requests
+// get the grace, what still runs is interrupted and gets forceWait to come
+// back, then it exits whatever its code does; Caddy kills it exitMargin
+// after that, so a stop is bounded even by a process that no longer reads
+// its link.
 func (s *slot) stop(c *child) {
 	pa := s.pa
-	deadline := time.Now().Add(drainTimeout)
+	grace := pa.cfg.stopGrace()
+	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		pa.mu.Lock()
 		queued := len(pa.queue)
@@ -187,11 +197,12 @@ func (s *slot) stop(c *child) {
 		}
 	}
 	c.link.send(frStop, 0)
+	wait := grace + forceWait + exitMargin
 	select {
 	case <-c.ended:
-	case <-time.After(drainTimeout + stopGrace):
-		c.logger.Error("the app's process did not finish its requests in time; killed it",
-			zap.Int("process", s.index), zap.Duration("waited", drainTimeout+stopGrace))
+	case <-time.After(wait):
+		c.logger.Error("the app's process did not exit in time after its stop; killed it",
+			zap.Int("process", s.index), zap.Duration("waited", wait))
 		c.kill()
 		<-c.ended
 	}
@@ -224,6 +235,22 @@ func (pa *processApp) stop() {
 			}
 		}
 	})
+}
+
+// recordDeath keeps what the admin API shows of the slot's last death.
+func (s *slot) recordDeath(c *child) {
+	c.mu.Lock()
+	running := len(c.running)
+	c.mu.Unlock()
+	pa := s.pa
+	pa.mu.Lock()
+	s.restarts++
+	s.lastExit = &exitView{
+		PID: c.pid, Status: c.status, Signal: c.signal, ExitCode: c.code, At: c.endedAt,
+		KilledByCaddy: c.killed.Load(), RequestsInFlight: running,
+	}
+	pa.mu.Unlock()
+	pa.app.metrics.Restarted("crash")
 }
 
 func (s *slot) logDeath(c *child, restartIn time.Duration) {
@@ -295,4 +322,62 @@ func quoted(lines []string) string {
 		return ""
 	}
 	return "; its last output:\n" + strings.Join(lines, "\n")
+}
+
+// processView is one of an app's processes in GET /python/apps.
+type processView struct {
+	Process  int       `json:"process"` // its slot, 0 to interpreters-1, across restarts
+	PID      int       `json:"pid,omitempty"`
+	State    string    `json:"state"` // serving, restarting (none runs now), stopping
+	Started  time.Time `json:"started,omitzero"`
+	InFlight int       `json:"in_flight"` // requests and WebSockets it runs
+	RSSBytes uint64    `json:"rss_bytes,omitempty"`
+	Restarts int       `json:"restarts"` // processes of this slot that died and were replaced
+	// While none runs because starts fail: the last failure's reason.
+	StartFailure string    `json:"start_failure,omitempty"`
+	LastExit     *exitView `json:"last_exit,omitempty"`
+}
+
+// exitView is how a process of the app ended.
+type exitView struct {
+	PID              int       `json:"pid"`
+	Status           string    `json:"status"` // "exited with status 1", "was killed by signal SIGSEGV"
+	Signal           string    `json:"signal,omitempty"`
+	ExitCode         int       `json:"exit_code"`
+	At               time.Time `json:"at"`
+	KilledByCaddy    bool      `json:"killed_by_caddy"`
+	RequestsInFlight int       `json:"requests_in_flight"` // they got 502
+}
+
+// view reads the state of the app's processes and its queue.
+func (pa *processApp) view() (procs []processView, queued int) {
+	pa.mu.Lock()
+	defer pa.mu.Unlock()
+	for _, s := range pa.slots {
+		v := processView{Process: s.index, State: "restarting", Restarts: s.restarts}
+		if s.lastExit != nil {
+			e := *s.lastExit
+			v.LastExit = &e
+		}
+		if c := s.cur.Load(); c != nil {
+			v.PID, v.State, v.Started = c.pid, stateNameServing, c.readyAt
+			if pa.cfg.kind == "asgi" {
+				c.mu.Lock()
+				v.InFlight = len(c.owned)
+				c.mu.Unlock()
+			} else {
+				v.InFlight = s.inflight
+			}
+			if rss, ok := residentBytes(c.pid); ok {
+				v.RSSBytes = rss
+			}
+		} else {
+			v.StartFailure = pa.lastFailure
+		}
+		if pa.closed {
+			v.State = "stopping"
+		}
+		procs = append(procs, v)
+	}
+	return procs, len(pa.queue)
 }

@@ -7,6 +7,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from controls_support import block, log_entries
 from support import tail, wait_until
@@ -23,9 +24,10 @@ def client_asking(server, path, rcvbuf=None):
     return sock
 
 
-def test_clients_that_never_read_do_not_hold_the_threads(start_caddy):
+@pytest.mark.parametrize("isolation", ["interpreter", "process"])
+def test_clients_that_never_read_do_not_hold_the_threads(start_caddy, isolation):
     server = start_caddy("\n".join([
-        block("/a/*", "wsgi", threads=2, write_timeout="2s", timeout="60s", name="slowly-read"),
+        block("/a/*", "wsgi", threads=2, write_timeout="2s", timeout="60s", name="slowly-read", isolation=isolation),
         block("/other/*", "wsgi"),
     ]))
     paths = ["/a/big?mb=64", "/a/stream?mb=64", "/a/big?mb=64", "/a/stream?mb=64", "/a/big?mb=64"]

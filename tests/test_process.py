@@ -32,11 +32,13 @@ from support import (
     Caddy,
     RssSampler,
     admin_apps,
+    admin_restart,
     app_dir,
     post_streamed_upload,
     proc_status,
     python_block,
     random_chunks,
+    scrape,
     tail,
     wait_until,
 )
@@ -368,6 +370,7 @@ def test_a_dying_process_fails_its_requests_with_502_and_is_restarted(crash_site
     assert notice["module"].startswith("process_app:") and notice["app"].endswith("-crash"), notice
     if how == "exit":
         assert notice.get("exit_code") == 3, notice
+        assert caddy.log_entries_containing("calls os._exit(3): the process exits now"), tail(caddy.log_text())
     elif how == "sigkill":
         assert notice.get("signal") == "SIGKILL", notice
     else:
@@ -784,3 +787,74 @@ def test_env_and_timeout_apply_in_the_apps_processes(start_caddy, kind):
     assert time.monotonic() - started < 3.5, "the timeout did not cut the request short"
     assert wait_until(lambda: caddy.log_entries_containing("ran past its timeout"), timeout=10), tail(caddy.log_text())
     assert caddy.get("/p/info").status_code == 200
+
+
+# ------------------------------------------------- supervision, as the admin API shows it
+
+
+def processes_of(caddy, name: str) -> list[dict]:
+    (instance,) = [i for i in admin_apps(caddy)[name]["instances"] if i["state"] == "serving"]
+    return instance["processes"]
+
+
+def test_the_admin_api_and_metrics_show_each_process_its_restarts_and_last_exit(start_caddy, kind):
+    caddy = start_caddy(process_block("/p/*", kind, interpreters=2, name="procs"))
+    procs = processes_of(caddy, "procs")
+    assert [p["process"] for p in procs] == [0, 1]
+    assert sorted(p["pid"] for p in procs) == children_of(caddy.pid)
+    for p in procs:
+        assert p["state"] == "serving" and p["restarts"] == 0 and "last_exit" not in p, p
+        assert p["rss_bytes"] > 0, p
+    metrics = scrape(caddy)
+    assert metrics.value("vivarium_processes_up", app="procs") == 2
+    for p in procs:
+        assert metrics.value("vivarium_process_resident_bytes", app="procs", pid=str(p["pid"])) > 0
+
+    victim = procs[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced():
+        now = processes_of(caddy, "procs")[0]
+        return now["state"] == "serving" and now["pid"] != victim and now
+    now = wait_until(replaced, timeout=30)
+    assert now, processes_of(caddy, "procs")
+    assert now["restarts"] == 1, now
+    exit_ = now["last_exit"]
+    assert (exit_["pid"], exit_["signal"], exit_["killed_by_caddy"]) == (victim, "SIGKILL", False), exit_
+    assert exit_["status"] == "was killed by signal SIGKILL", exit_
+    assert processes_of(caddy, "procs")[1]["pid"] == procs[1]["pid"], "the other process was touched"
+    metrics = scrape(caddy)
+    assert metrics.value("vivarium_restarts_total", app="procs", reason="crash") == 1
+    assert metrics.value("vivarium_processes_up", app="procs") == 2
+    assert metrics.get("vivarium_process_resident_bytes", app="procs", pid=str(victim)) is None
+
+
+@pytest.mark.parametrize("how", ["reload", "sigterm", "restart"])
+def test_a_stop_lets_the_processes_finish_their_requests_first(start_caddy, kind, how):
+    body = "\n".join([process_block("/p/*", kind, name="procs"),
+                      python_block("/probe/*", "probe:app", working_dir=app_dir("probe"))])
+    caddy = start_caddy(body)
+    pid = serving_pid(caddy, "/p")
+    token = uuid.uuid4().hex
+    result = {}
+
+    def long_request():
+        with httpx.Client(base_url=caddy.base_url, timeout=60) as client:
+            result["response"] = client.get("/p/sleep", params={"s": "3", "token": token})
+
+    waiter = threading.Thread(target=long_request)
+    waiter.start()
+    assert caddy.wait_for_log(f"vivarium-process-sleeping {token}"), tail(caddy.log_text())
+    if how == "reload":
+        caddy.reload(body, force=True)
+    elif how == "restart":
+        assert admin_restart(caddy, "procs").status_code == 200
+    else:
+        caddy.proc.send_signal(signal.SIGTERM)
+        assert caddy.proc.wait(60) == 0, tail(caddy.log_text())
+    waiter.join(60)
+    assert result["response"].status_code == 200, result["response"].text
+    assert wait_until(lambda: not alive(pid), timeout=30), "the stopped process outlived its stop"
+    if how != "sigterm":
+        assert serving_pid(caddy, "/p") != pid
+        assert caddy.get_json("/probe/info")["pid"] == caddy.pid
