@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,15 +107,51 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 		a.metrics.addInstance(a)
 		return a, nil
 	}
-	for i := 0; i < cfg.interpreters; i++ {
-		if _, err := a.startInterpreter(i); err != nil {
-			a.stop()
-			return nil, err
-		}
+	if err := a.startInterpreters(); err != nil {
+		a.stop()
+		return nil, err
 	}
 	a.state.Store(appServing)
 	a.metrics.addInstance(a)
 	return a, nil
+}
+
+// startInterpreters starts the app's interpreters. Own-GIL interpreters
+// start side by side: the control thread creates them one at a time, as the
+// runtime requires, and each imports the app on a thread of its own under its
+// own GIL, so a start (and a restart's wait for it) takes about one import, not
+// one per interpreter. Interpreters that share a GIL would only take turns.
+// On failure the first error by index is returned, once every start is over.
+func (a *app) startInterpreters() error {
+	n := a.cfg.interpreters
+	if n < 2 || a.cfg.isolation != isolationCodes[isolationInterpreter] {
+		for i := 0; i < n; i++ {
+			if _, err := a.startInterpreter(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = a.startInterpreter(i)
+		}()
+	}
+	wg.Wait()
+	// In pool order, as a serial start leaves them.
+	a.mu.Lock()
+	sort.Slice(a.interps, func(i, j int) bool { return a.interps[i].poolIndex < a.interps[j].poolIndex })
+	a.mu.Unlock()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cStrings allocates C copies of ss; free them with freeCStrings.
