@@ -66,7 +66,7 @@ func parsePythonDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, 
 //	    env_file     <path>
 //	    timeout      <duration>
 //	    write_timeout <duration>
-//	    start_timeout <duration>
+//	    start_timeout <duration>|-1    (-1 or forever: no bound)
 //	    max_requests <n>
 //	    max_memory   <size>
 //	    watch        [<glob> ...]    (autoreload: the same, with no globs)

@@ -53,18 +53,21 @@ func (p *Python) unmarshalControl(d *caddyfile.Dispenser, sub string) (handled b
 	switch sub {
 	case "env_file":
 		p.EnvFile = arg
-	case "timeout", "write_timeout", "start_timeout":
+	case "start_timeout":
+		t, err := parseStartTimeout(arg)
+		if err != nil {
+			return true, d.Err(err.Error())
+		}
+		p.StartTimeout = t
+	case "timeout", "write_timeout":
 		dur, err := caddy.ParseDuration(arg)
 		if err != nil || dur <= 0 {
 			return true, d.Errf("%s wants a positive duration like 30s or 2m, got %q", sub, arg)
 		}
-		switch sub {
-		case "timeout":
+		if sub == "timeout" {
 			p.Timeout = caddy.Duration(dur)
-		case "write_timeout":
+		} else {
 			p.WriteTimeout = caddy.Duration(dur)
-		default:
-			p.StartTimeout = caddy.Duration(dur)
 		}
 	case "max_requests":
 		n, err := positive(arg)
@@ -91,7 +94,7 @@ func (p *Python) provisionControls() error {
 		p.WriteTimeout = caddy.Duration(defaultWriteTimeout)
 	}
 	if p.StartTimeout == 0 {
-		p.StartTimeout = caddy.Duration(defaultStartTimeout)
+		p.StartTimeout = StartTimeout(defaultStartTimeout)
 	}
 	if p.Timeout < 0 || p.WriteTimeout < 0 || p.StartTimeout < 0 {
 		return fmt.Errorf("%s: timeout, write_timeout and start_timeout must be positive", p.name())

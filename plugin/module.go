@@ -105,8 +105,9 @@ type Python struct {
 	// WriteTimeout is how long a WSGI response write may make no progress
 	// before the response is ended and its thread freed. Default 30s.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
-	// StartTimeout bounds the app's import and lifespan startup. Default 120s.
-	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
+	// StartTimeout bounds the app's import and lifespan startup. Default 120s;
+	// "-1" (or "forever") for no bound, as caddy-snake writes it.
+	StartTimeout StartTimeout `json:"start_timeout,omitempty"`
 	// MaxRequests replaces an interpreter once it has served about this many
 	// requests (up to 10% more, so that interpreters do not recycle together).
 	MaxRequests int `json:"max_requests,omitempty"`

@@ -263,16 +263,12 @@ func parseServerFlags(f *pflag.FlagSet) (*serverOptions, error) {
 		h.Env[name] = value
 	}
 	h.EnvFile = str("env-file")
-	switch t := str("start-timeout"); t {
-	case "":
-	case "-1", "forever":
-		h.StartTimeout = caddy.Duration(startTimeoutForever)
-	default:
-		dur, err := caddy.ParseDuration(t)
-		if err != nil || dur <= 0 {
-			return nil, fmt.Errorf("--start-timeout wants a positive duration like 30s or 2m (or -1 for no bound), got %q", t)
+	if t := str("start-timeout"); t != "" {
+		v, err := parseStartTimeout(t)
+		if err != nil {
+			return nil, fmt.Errorf("--start-timeout: %v", err)
 		}
-		h.StartTimeout = caddy.Duration(dur)
+		h.StartTimeout = v
 	}
 
 	h.Watch = arr("watch")

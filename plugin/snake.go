@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -57,6 +58,47 @@ func (c snakeCount) IsZero() bool { return !c.set }
 
 // startTimeoutForever is caddy-snake's start_timeout -1 (or forever).
 const startTimeoutForever = 100 * 365 * 24 * time.Hour
+
+// StartTimeout is start_timeout: a duration, or one of caddy-snake's words
+// for no bound, the same in a Caddyfile, in JSON and on the command line.
+// JSON also takes a number of nanoseconds, as for Caddy's durations.
+type StartTimeout caddy.Duration
+
+// parseStartTimeout reads a start_timeout value: "-1", "forever", "none",
+// "inf" or "indefinite" (caddy-snake's) wait without a bound, here one no
+// import reaches; anything else is a positive duration.
+func parseStartTimeout(s string) (StartTimeout, error) {
+	switch strings.ToLower(s) {
+	case "-1", "forever", "none", "inf", "indefinite":
+		return StartTimeout(startTimeoutForever), nil
+	}
+	d, err := caddy.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("start_timeout wants a positive duration like 30s or 2m, or -1 (or forever) for no bound, got %q", s)
+	}
+	return StartTimeout(d), nil
+}
+
+func (t *StartTimeout) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := parseStartTimeout(s)
+		if err != nil {
+			return err
+		}
+		*t = v
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("start_timeout wants a duration string like \"30s\" or \"-1\", or nanoseconds, got %s", b)
+	}
+	if n == -1 {
+		n = int64(startTimeoutForever)
+	}
+	*t = StartTimeout(n)
+	return nil
+}
 
 // Refusals, shared by the Caddyfile, JSON and python-server.
 const (
@@ -162,18 +204,6 @@ func (p *Python) unmarshalSnake(d *caddyfile.Dispenser, sub string) (ok bool, er
 			return true, d.Errf("workers (caddy-snake's name for interpreters): %v", err)
 		}
 		return true, nil
-	case "start_timeout":
-		// caddy-snake's -1 and forever wait without a bound; here the bound is
-		// one no import reaches. Other values are Vivarium's own.
-		if d.CountRemainingArgs() == 1 {
-			d.NextArg()
-			if d.Val() == "-1" || d.Val() == "forever" {
-				p.StartTimeout = caddy.Duration(startTimeoutForever)
-				return true, nil
-			}
-			d.Prev()
-		}
-		return false, nil
 	case "env_var":
 		// caddy-snake's name for env: env_var NAME value.
 		return p.unmarshalControl(d, "env")

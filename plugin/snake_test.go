@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 )
 
 func TestCaddySnakeDirectivesAreAliases(t *testing.T) {
@@ -38,7 +36,7 @@ func TestCaddySnakeJSONNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Venv != "./v" || p.Interpreters != 2 || len(p.Watch) == 0 || p.Env["A"] != "b" || p.EnvFile != ".env" ||
-		p.StartTimeout != caddy.Duration(30*time.Second) {
+		p.StartTimeout != StartTimeout(30*time.Second) {
 		t.Fatalf("venv %q interpreters %d watch %v env %v env_file %q start_timeout %v",
 			p.Venv, p.Interpreters, p.Watch, p.Env, p.EnvFile, p.StartTimeout)
 	}
@@ -86,11 +84,55 @@ func TestCaddySnakeEnvAndStartTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Env["A"] != "b c" || p.EnvFile != ".env" || p.StartTimeout != caddy.Duration(startTimeoutForever) {
+	if p.Env["A"] != "b c" || p.EnvFile != ".env" || p.StartTimeout != StartTimeout(startTimeoutForever) {
 		t.Fatalf("env %v env_file %q start_timeout %v", p.Env, p.EnvFile, p.StartTimeout)
 	}
 	if p, err = parse(t, "python {\n module_wsgi main:app\n start_timeout 45s\n}"); err != nil ||
-		p.StartTimeout != caddy.Duration(45*time.Second) {
+		p.StartTimeout != StartTimeout(45*time.Second) {
 		t.Fatalf("start_timeout 45s: %v %v", err, p.StartTimeout)
+	}
+}
+
+// A start_timeout value means the same in a Caddyfile and in JSON (where
+// caddy-snake writes "-1"), and survives the Caddyfile's adaptation to JSON.
+func TestStartTimeoutIsReadAlikeInTheCaddyfileAndInJSON(t *testing.T) {
+	forever := StartTimeout(startTimeoutForever)
+	for value, want := range map[string]StartTimeout{
+		"30s": StartTimeout(30 * time.Second), "2m": StartTimeout(2 * time.Minute),
+		"-1": forever, "forever": forever, "none": forever, "inf": forever, "indefinite": forever, "Forever": forever,
+	} {
+		p, err := parse(t, "python {\n module_wsgi main:app\n start_timeout "+value+"\n}")
+		if err != nil || p.StartTimeout != want {
+			t.Errorf("Caddyfile start_timeout %s: %v, %v", value, err, time.Duration(p.StartTimeout))
+			continue
+		}
+		var q Python
+		if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","start_timeout":"`+value+`"}`), &q); err != nil ||
+			q.StartTimeout != want {
+			t.Errorf("JSON start_timeout %q: %v, %v", value, err, time.Duration(q.StartTimeout))
+		}
+		adapted, _ := json.Marshal(p)
+		var r Python
+		if err := json.Unmarshal(adapted, &r); err != nil || r.StartTimeout != want {
+			t.Errorf("start_timeout %s adapted to %s: %v, %v", value, adapted, err, time.Duration(r.StartTimeout))
+		}
+	}
+	for number, want := range map[string]StartTimeout{"30000000000": StartTimeout(30 * time.Second), "-1": forever} {
+		var q Python
+		if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","start_timeout":`+number+`}`), &q); err != nil ||
+			q.StartTimeout != want {
+			t.Errorf("JSON start_timeout %s: %v, %v", number, err, time.Duration(q.StartTimeout))
+		}
+	}
+	for _, bad := range []string{"0s", "-5s", "soon"} {
+		if _, err := parse(t, "python {\n module_wsgi main:app\n start_timeout "+bad+"\n}"); err == nil ||
+			!strings.Contains(err.Error(), "start_timeout wants a positive duration") {
+			t.Errorf("Caddyfile start_timeout %s: %v", bad, err)
+		}
+		var q Python
+		if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","start_timeout":"`+bad+`"}`), &q); err == nil ||
+			!strings.Contains(err.Error(), "start_timeout wants a positive duration") {
+			t.Errorf("JSON start_timeout %q: %v", bad, err)
+		}
 	}
 }
