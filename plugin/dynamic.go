@@ -385,8 +385,7 @@ func (p *Python) stopTenant() {
 	p.watcher.close()
 	p.app.restartMu.Lock()
 	defer p.app.restartMu.Unlock()
-	p.app.stopped = true
-	p.app.Load().stop()
+	p.app.stop()
 }
 
 func tenantName(cfg appConfig) string {

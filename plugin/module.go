@@ -435,8 +435,7 @@ func (p *Python) Cleanup() error {
 		if p.app.stopped {
 			return nil
 		}
-		p.app.stopped = true
-		p.app.Load().stop()
+		p.app.stop()
 	}
 	p.releaseMain()
 	// p.config marks what Provision took; the request path never reads it.

@@ -16,7 +16,9 @@ import (
 // other app: the new instance starts beside the old one, which serves until
 // the new one is ready; then requests go to the new one and the old one
 // drains as on a reload. A request that picked the old instance just as it
-// closed is moved to the new one, so none is refused for the restart.
+// closed is moved to the new one, so none is refused for the restart. The
+// next restart may begin while the old instance drains: a long request (an
+// event stream, a WebSocket) on old code holds up no later save.
 
 var errStopped = errors.New("the app is being stopped by a config reload")
 
@@ -24,8 +26,17 @@ var errStopped = errors.New("the app is being stopped by a config reload")
 // that Python stays a plain value for Caddy's module registration.
 type appSlot struct {
 	atomic.Pointer[app]
-	restartMu sync.Mutex // one restart at a time, and none once stopped
+	restartMu sync.Mutex // one start and switch at a time, and none once stopped
 	stopped   bool
+	draining  sync.WaitGroup // old instances still finishing their requests
+}
+
+// stop stops the current instance and waits for the old ones still draining;
+// no restart begins after it. Caller holds restartMu.
+func (s *appSlot) stop() {
+	s.stopped = true
+	s.Load().stop()
+	s.draining.Wait()
 }
 
 // restartResult is what POST /python/apps/<name>/restart answers.
@@ -46,22 +57,41 @@ func (p *Python) restart(reason string) (restartResult, error) {
 	if p.dynamic != nil {
 		return p.dynamic.restart(reason)
 	}
+	res, drain, err := p.replace(reason)
+	if err != nil {
+		return res, err
+	}
+	return drain(), nil
+}
+
+// replace starts a new instance and switches traffic to it; drain then
+// stops the old instance, waits for it and logs the restart.
+func (p *Python) replace(reason string) (res restartResult, drain func() restartResult, err error) {
 	p.app.restartMu.Lock()
 	defer p.app.restartMu.Unlock()
 	if p.app.stopped {
-		return restartResult{}, errStopped
+		return restartResult{}, nil, errStopped
 	}
 	old := p.app.Load()
-	res := restartResult{Name: p.Name, OldInstance: old.id, OldInterpreters: interpreterIDs(old)}
+	res = restartResult{Name: p.Name, OldInstance: old.id, OldInterpreters: interpreterIDs(old)}
 	began := time.Now()
 	fresh, err := startApp(old.cfg, p.logger)
 	if err != nil {
-		return res, fmt.Errorf("%s: the new interpreters failed to start, the old ones keep serving: %v", p.name(), err)
+		return res, nil, fmt.Errorf("%s: the new interpreters failed to start, the old ones keep serving: %v", p.name(), err)
 	}
 	res.StartSeconds = time.Since(began).Seconds()
 	p.app.Store(fresh)
 	p.metrics.Restarted(reason)
 	res.NewInstance, res.NewInterpreters = fresh.id, interpreterIDs(fresh)
+	p.app.draining.Add(1)
+	return res, func() restartResult {
+		defer p.app.draining.Done()
+		return p.drained(reason, old, res)
+	}, nil
+}
+
+// drained stops the old instance of a restart and logs the restart.
+func (p *Python) drained(reason string, old *app, res restartResult) restartResult {
 	drained := time.Now()
 	old.stop()
 	res.DrainSeconds = time.Since(drained).Seconds()
@@ -71,7 +101,7 @@ func (p *Python) restart(reason string) (restartResult, error) {
 		zap.Int64s("new_interpreters", res.NewInterpreters),
 		zap.Float64("start_seconds", res.StartSeconds),
 		zap.Float64("drain_seconds", res.DrainSeconds))
-	return res, nil
+	return res
 }
 
 func interpreterIDs(a *app) []int64 {

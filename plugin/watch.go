@@ -24,7 +24,7 @@ var defaultWatchGlobs = []string{"*.py"}
 
 // watchDebounce gathers the events of one save (editors write a temporary
 // file, rename it, touch it again) and of a checkout into one restart.
-const watchDebounce = 100 * time.Millisecond
+const watchDebounce = 50 * time.Millisecond
 
 // restartWatch is the reason of a restart watch made, for the app's metrics.
 const restartWatch = "watch"
@@ -207,15 +207,31 @@ func (w *watcher) run() {
 		case <-timer.C:
 			file := changed
 			changed = ""
-			// The restart runs here, so events during it queue up and
-			// lead to one more restart after it.
+			// The start runs here, so events during it queue up and lead
+			// to one more restart after it; the old instance drains
+			// meanwhile, on its own.
 			w.app.logger.Info("file changed; restarting the app: new interpreters first, then the old ones drain",
 				zap.String("changed", file))
-			if _, err := w.app.restart(restartWatch); err != nil && !errors.Is(err, errStopped) {
-				w.app.logger.Error("restart failed; the running code keeps serving",
-					zap.String("changed", file), zap.Error(err))
-			}
+			w.restart(file)
 		}
+	}
+}
+
+// restart restarts the app for a change to file. A block with placeholders
+// restarts each of its apps in turn.
+func (w *watcher) restart(file string) {
+	var err error
+	if w.app.dynamic != nil {
+		_, err = w.app.restart(restartWatch)
+	} else {
+		var drain func() restartResult
+		if _, drain, err = w.app.replace(restartWatch); err == nil {
+			go drain()
+		}
+	}
+	if err != nil && !errors.Is(err, errStopped) {
+		w.app.logger.Error("restart failed; the running code keeps serving",
+			zap.String("changed", file), zap.Error(err))
 	}
 }
 

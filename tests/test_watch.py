@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import app_requirements as reqs
-from support import app_dir, python_block, wait_until
+from support import admin_apps, app_dir, python_block, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 WATCHED = app_dir("watched")
@@ -187,30 +187,76 @@ def test_globs_choose_the_files_and_the_venv_is_never_watched(tmp_path, start_ca
     assert changed == [str(app / "templates" / "page.html")], changed
 
 
+def serving_instance(apps, name):
+    """The serving instance of an app in GET /python/apps: its number and its
+    interpreters' ids."""
+    serving = [inst for inst in apps[name]["instances"] if inst["state"] == "serving"]
+    assert len(serving) == 1, apps[name]
+    return serving[0]["instance"], sorted(interp["id"] for interp in serving[0]["interpreters"] or [])
+
+
 @pytest.mark.parametrize("interface", sorted(INTERFACES))
-def test_requests_in_flight_finish_on_the_old_code_and_none_fails_under_load(interface, tmp_path, start_caddy, measurement):
-    app = copy_app(tmp_path)
-    server = start_caddy(block(None, interface, app, watch="", interpreters=2))
-    assert version(server) == "v1"
+def test_under_steady_load_no_request_fails_and_no_other_app_is_touched(interface, tmp_path, start_caddy, measurement):
+    """Saves under a steady load on the edited app and on two others (one in interpreters,
+    one in a process): every request is answered, the new code is served, a request in
+    flight finishes on the old code, and the other apps keep their instances,
+    interpreters and processes (the time their code was imported)."""
+    app, other, proc = copy_app(tmp_path), copy_app(tmp_path, "other"), copy_app(tmp_path, "proc")
+    server = start_caddy("\n".join([
+        block("/app/*", interface, app, watch="", interpreters=2, name="edited"),
+        block("/other/*", interface, other, watch="", interpreters=2, name="other"),
+        block("/proc/*", interface, proc, watch="", isolation="process", interpreters=1, name="proc"),
+    ]))
+    assert version(server, "/app/") == "v1"
+    others_before = {name: serving_instance(admin_apps(server), name) for name in ("other", "proc")}
+    imported_before = {path: server.get_json(path)["started_at"] for path in ("/other/", "/proc/")}
+    proc_pid = server.get_json("/proc/")["pid"]
+    assert proc_pid != server.pid
 
     slow: dict = {}
-    in_flight = threading.Thread(target=lambda: slow.update(r=httpx.get(server.base_url + "/slow?s=3", timeout=60)))
+    in_flight = threading.Thread(target=lambda: slow.update(r=httpx.get(server.base_url + "/app/slow?s=3", timeout=60)))
     in_flight.start()
     time.sleep(0.5)  # the slow request is inside the old code
-    with SteadyLoad(server.base_url) as load:
+    with SteadyLoad(server.base_url, "/app/") as load, SteadyLoad(server.base_url, "/other/", clients=1) as other_load, \
+            SteadyLoad(server.base_url, "/proc/", clients=1) as proc_load:
         for n in range(2, 6):
-            served_after(server, edit(app / "watched_app.py", f'"v{n - 1}"', f'"v{n}"'), f"v{n}")
+            served_after(server, edit(app / "watched_app.py", f'"v{n - 1}"', f'"v{n}"'), f"v{n}", path="/app/")
         time.sleep(0.5)
     in_flight.join(60)
     assert slow["r"].status_code == 200 and slow["r"].json()["version"] == "v1"
 
-    assert load.results and load.failures() == [], load.failures()[:5]
+    for each in (load, other_load, proc_load):
+        assert each.results and each.failures() == [], (each.path, each.failures()[:5])
     for seen in load.per_client:
         # Once a client got the new code, it never gets the old again.
         numbers = [int(json.loads(body)["version"][1:]) for _, body in seen]
         assert numbers == sorted(numbers) and numbers[-1] == 5, numbers
+    assert admin_apps(server)["edited"]["counters"]["restarts"].get("watch") == 4
+    assert {name: serving_instance(admin_apps(server), name) for name in ("other", "proc")} == others_before
+    assert {path: server.get_json(path)["started_at"] for path in ("/other/", "/proc/")} == imported_before
+    for each in (other_load, proc_load):
+        assert {json.loads(body)["version"] for _, body in each.results} == {"v1"}
+    assert {json.loads(body)["pid"] for _, body in proc_load.results} == {proc_pid}
     measurement(f"watch ({interface}, 2 interpreters): {len(load.results)} requests under steady load across "
-                f"4 restarts, {len(load.failures())} failed")
+                f"4 restarts, {len(load.failures())} failed; the other apps answered {len(other_load.results)} "
+                f"and {len(proc_load.results)}, none failed")
+
+
+@pytest.mark.parametrize("interface", sorted(INTERFACES))
+def test_a_request_still_running_on_old_code_holds_up_no_later_save(interface, tmp_path, start_caddy):
+    """The old instance drains on its own: while a long request (an event stream, say)
+    keeps it alive, later saves are still served."""
+    app = copy_app(tmp_path)
+    server = start_caddy(block(None, interface, app, watch=""))
+    slow: dict = {}
+    in_flight = threading.Thread(target=lambda: slow.update(r=httpx.get(server.base_url + "/slow?s=20", timeout=120)))
+    in_flight.start()
+    time.sleep(0.5)  # the slow request is inside v1
+    for n in (2, 3):
+        served_after(server, edit(app / "watched_app.py", f'"v{n - 1}"', f'"v{n}"'), f"v{n}")
+    assert in_flight.is_alive(), "the slow request ended before the second save was served"
+    in_flight.join(120)
+    assert slow["r"].status_code == 200 and slow["r"].json()["version"] == "v1"
 
 
 def test_the_demo_flask_app_reloads_on_save_under_load(tmp_path, start_caddy, make_venv, measurement):
