@@ -187,7 +187,7 @@ func newDynamicApps(p *Python, base appConfig) (*dynamicApps, error) {
 		p:         p,
 		base:      base,
 		module:    newTemplate(base.module, valueModule),
-		max:       p.MaxDynamicApps,
+		max:       int(p.MaxDynamicApps),
 		idle:      time.Duration(p.DynamicIdleTimeout),
 		logger:    p.logger,
 		tenants:   map[string]*tenant{},
@@ -537,7 +537,7 @@ func (p *Python) unmarshalDynamic(d *caddyfile.Dispenser, sub string) error {
 		if err != nil {
 			return d.Errf("max_dynamic_apps: %v", err)
 		}
-		p.MaxDynamicApps = n
+		p.MaxDynamicApps = snakeInt(n)
 		return nil
 	}
 	dur, err := caddy.ParseDuration(arg)

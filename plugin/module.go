@@ -86,7 +86,7 @@ type Python struct {
 	// and what cannot be honoured.
 	// MaxDynamicApps bounds the apps a block with placeholders runs at once
 	// (one per distinct value). Default 32. See dynamic.go.
-	MaxDynamicApps int `json:"max_dynamic_apps,omitempty"`
+	MaxDynamicApps snakeInt `json:"max_dynamic_apps,omitempty"`
 	// DynamicIdleTimeout ends such an app after this long without a request.
 	// Default 10m.
 	DynamicIdleTimeout caddy.Duration `json:"dynamic_idle_timeout,omitempty"`

@@ -298,10 +298,11 @@ func parseServerFlags(f *pflag.FlagSet) (*serverOptions, error) {
 		o.static = append(o.static, [2]string{route, abs})
 	}
 	if n := str("max-dynamic-apps"); n != "" {
-		var err error
-		if h.MaxDynamicApps, err = positive(n); err != nil {
+		max, err := positive(n)
+		if err != nil {
 			return nil, fmt.Errorf("--max-dynamic-apps: %v", err)
 		}
+		h.MaxDynamicApps = snakeInt(max)
 	}
 	if size := str("request-body-max-size"); size != "" {
 		n, err := parseSize(size)

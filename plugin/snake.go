@@ -52,6 +52,23 @@ func (c *snakeCount) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// snakeInt is a whole number that JSON may also write as a string, as
+// caddy-snake writes max_dynamic_apps.
+type snakeInt int
+
+func (n *snakeInt) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		s = string(b)
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("want a whole number, got %s", b)
+	}
+	*n = snakeInt(v)
+	return nil
+}
+
 func (c snakeCount) MarshalJSON() ([]byte, error) { return json.Marshal(c.n) }
 
 func (c snakeCount) IsZero() bool { return !c.set }
@@ -229,8 +246,13 @@ func (p *Python) unmarshalSnake(d *caddyfile.Dispenser, sub string) (ok bool, er
 	case "isolation":
 		if d.CountRemainingArgs() == 1 {
 			d.NextArg()
-			if d.Val() == "docker" {
+			switch d.Val() {
+			case "docker":
 				return true, d.Err(refuseDock)
+			case "none":
+				// caddy-snake's workers without a container: Vivarium's default.
+				p.Isolation = ""
+				return true, nil
 			}
 			d.Prev()
 		}

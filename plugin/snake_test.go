@@ -24,21 +24,25 @@ func TestCaddySnakeDirectivesAreAliases(t *testing.T) {
 	if err != nil || p.Interpreters != CountAuto {
 		t.Fatalf("workers 0 (one per CPU): %v, interpreters %d", err, p.Interpreters)
 	}
+	p, err = parse(t, "python {\n module_wsgi main:app\n isolation none\n}")
+	if err != nil || p.Isolation != "" {
+		t.Fatalf("isolation none (no container) is the default isolation: %v, %q", err, p.Isolation)
+	}
 }
 
 func TestCaddySnakeJSONNames(t *testing.T) {
 	var p Python
 	if err := json.Unmarshal([]byte(`{"module_wsgi":"m:a","venv_path":"./v","workers":"2","autoreload":"on",
-		"env_vars":{"A":"b"},"env_files":[".env"],"start_timeout":"30s"}`), &p); err != nil {
+		"env_vars":{"A":"b"},"env_files":[".env"],"start_timeout":"30s","max_dynamic_apps":"4"}`), &p); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.applySnakeFields(); err != nil {
 		t.Fatal(err)
 	}
 	if p.Venv != "./v" || p.Interpreters != 2 || len(p.Watch) == 0 || p.Env["A"] != "b" || p.EnvFile != ".env" ||
-		p.StartTimeout != StartTimeout(30*time.Second) {
-		t.Fatalf("venv %q interpreters %d watch %v env %v env_file %q start_timeout %v",
-			p.Venv, p.Interpreters, p.Watch, p.Env, p.EnvFile, p.StartTimeout)
+		p.StartTimeout != StartTimeout(30*time.Second) || p.MaxDynamicApps != 4 {
+		t.Fatalf("venv %q interpreters %d watch %v env %v env_file %q start_timeout %v max_dynamic_apps %d",
+			p.Venv, p.Interpreters, p.Watch, p.Env, p.EnvFile, p.StartTimeout, p.MaxDynamicApps)
 	}
 	b, _ := json.Marshal(Python{ModuleWSGI: "m:a"})
 	if strings.Contains(string(b), "workers") {
