@@ -65,7 +65,7 @@ export PYTHON
 GO_SOURCES := $(shell find plugin runtime pyadapters cmd -type f) go.mod go.sum
 TEST_VENV := .venv-test-$(PYVERSION)
 
-.PHONY: build run test test-go test-py test-smoke bench metrics-chart wheel test-wheel clean FORCE
+.PHONY: build run test test-go test-py test-smoke bench bench-watch metrics-chart wheel test-wheel clean FORCE
 
 build: $(CADDY)
 
@@ -109,6 +109,12 @@ test-smoke: build $(TEST_VENV)/.ok
 bench: build
 	$(MAKE) wheel WHEEL_PYTHONS=$(PYTHON)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# docs/benchmarks/watch.md: save to served with `watch` on the demo, idle and
+# under steady load (a few minutes); WATCH_ARGS are bench/watch.py's options.
+bench-watch: build
+	scripts/demo.sh setup
+	$(PYTHON) bench/watch.py $(WATCH_ARGS)
 
 # docs/metrics/load.png: one app's queue depth and busy threads as load rises
 # and falls, sampled from /metrics (about a minute).
