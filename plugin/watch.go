@@ -226,7 +226,13 @@ func (w *watcher) restart(file string) {
 	} else {
 		var drain func() restartResult
 		if _, drain, err = w.app.replace(restartWatch); err == nil {
-			go drain()
+			if w.app.app.Load().cfg.isolation == isolationCodes[isolationMain] {
+				// Its next start re-imports the app's modules in the main
+				// interpreter: not while the old instance still ends there.
+				drain()
+			} else {
+				go drain()
+			}
 		}
 	}
 	if err != nil && !errors.Is(err, errStopped) {
