@@ -503,7 +503,12 @@ class Server:
     def _start(self, cycle: Cycle, scope: dict[str, Any]) -> None:
         self.cycles[cycle.token] = cycle
         _vivarium.begin(cycle.token, f"{scope.get('method', 'WEBSOCKET')} {scope['path']}")
-        task = self.loop.create_task(cycle.run(self.app, scope))
+        # Started eagerly: the request runs here, up to its first wait (for
+        # a plain answer, to its end), instead of in a later turn of the loop,
+        # which would first poll the selector again.
+        task = asyncio.Task(cycle.run(self.app, scope), loop=self.loop, eager_start=True)
+        if task.done():
+            return
         cycle.task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
