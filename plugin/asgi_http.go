@@ -63,7 +63,13 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 	}()
 	timeout := getTimer(a.cfg.controls.timeout)
 	defer putTimer(timeout)
+	// A response in one piece may be written by the loop itself
+	// (answerDirect): over HTTP/1, to a request whose body came with it.
+	direct := r.ProtoMajor == 1 && !streamed && q.loop.remote == nil
 	for {
+		if direct {
+			q.lend(w, p.logger)
+		}
 		select {
 		case <-q.signal:
 		case <-ctxDone:
@@ -73,15 +79,27 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			}
 			continue
 		case err := <-bodyFailed:
+			if direct && q.reclaim() {
+				return p.answeredDirect(q, out)
+			}
 			// The app has heard of a disconnect; the client gets the status.
 			if headerSent {
 				panic(http.ErrAbortHandler)
 			}
 			return p.badBody(w, r, err)
 		case <-q.loop.exited:
+			if direct && q.reclaim() {
+				return p.answeredDirect(q, out)
+			}
 			panic(http.ErrAbortHandler)
 		case <-timeout.C:
+			if direct && q.reclaim() {
+				return p.answeredDirect(q, out)
+			}
 			return p.asgiTimedOut(q, r, headerSent)
+		}
+		if direct && q.reclaim() {
+			return p.answeredDirect(q, out)
 		}
 		timeout.Reset(a.cfg.controls.timeout)
 		for _, m := range q.takeOut() {
@@ -161,6 +179,15 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			}
 		}
 	}
+}
+
+// answeredDirect ends a request the loop answered itself (answerDirect).
+func (p *Python) answeredDirect(q *asgiRequest, out *outcome) error {
+	out.status = q.code
+	if q.wrote != nil && q.markGone() {
+		q.loop.post(evDisconnect, q.token)
+	}
+	return nil
 }
 
 // bodyReader reads a streamed request body one part per want, so a large

@@ -7,11 +7,16 @@ package plugin
 // WebSocket (websocket.go) requests both run over it.
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Messages from the event loop to Go (vvPost); the same numbers as in pyadapters/asgi.py.
@@ -48,7 +53,9 @@ type outMsg struct {
 }
 
 // asgiRequest is one HTTP request or WebSocket between Go and an event loop.
-// The handler goroutine does all the writing; the loop only queues messages.
+// The handler goroutine does the writing and the loop only queues messages,
+// but for a whole response in one message while the goroutine waits for it
+// (answerDirect).
 type asgiRequest struct {
 	token uint64
 	loop  *loop
@@ -64,6 +71,14 @@ type asgiRequest struct {
 	paused   bool
 	gone     bool
 	signal   chan struct{} // cap 1: out has messages
+
+	// Lent by the handler goroutine while it waits, for answerDirect; the
+	// goroutine takes it back (reclaim) before it touches the writer again.
+	lent     http.ResponseWriter
+	logger   *zap.Logger
+	answered bool // answerDirect wrote the whole response: status code, err
+	code     int
+	wrote    error
 }
 
 func (q *asgiRequest) push(m outMsg) int {
@@ -71,6 +86,9 @@ func (q *asgiRequest) push(m outMsg) int {
 	defer q.mu.Unlock()
 	if q.gone && m.kind != postDone {
 		return postGone
+	}
+	if q.answerDirect(m) {
+		return postOK
 	}
 	q.out = append(q.out, m)
 	q.outBytes += len(m.b)
@@ -83,6 +101,87 @@ func (q *asgiRequest) push(m outMsg) int {
 		return postPause
 	}
 	return postOK
+}
+
+// lend lets the loop's thread write the response while the handler
+// goroutine waits; reclaim takes the writer back and tells whether the loop
+// answered.
+func (q *asgiRequest) lend(w http.ResponseWriter, logger *zap.Logger) {
+	q.mu.Lock()
+	q.lent, q.logger = w, logger
+	q.mu.Unlock()
+}
+
+func (q *asgiRequest) reclaim() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.lent = nil
+	return q.answered
+}
+
+// answerDirect writes a complete response, status to body, on the event
+// loop's thread, from within its post, when its loop has no other request
+// to run meanwhile: the client has its answer without waiting for the Go
+// scheduler to run the handler goroutine again, which for a loop serving
+// one request at a time was a wake-up on every request's critical path.
+// With more requests in flight the goroutines write, so that the loop
+// returns to Python at once. Only a body that fills the Content-Length the
+// app declared is flushed here: a flush without one would force chunked
+// encoding. A client that does not read (pipelined requests whose answers
+// fill its socket) could hold the loop in the write: the write may take
+// directWait, past which the connection is cut. Caller holds mu.
+func (q *asgiRequest) answerDirect(m outMsg) bool {
+	w := q.lent
+	if w == nil || m.kind != postHTTP || m.flags&1 != 0 || m.a == nil || len(m.b) > directBody ||
+		q.loop.active.Load() > 1 || headLength(m.a) != int64(len(m.b)) {
+		return false
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetWriteDeadline(time.Now().Add(directWait)) != nil {
+		return false // unbounded: left to the handler
+	}
+	defer rc.SetWriteDeadline(time.Time{})
+	code, err := writeHead(w, m.a, q.logger)
+	if err != nil {
+		return false // nothing written: the handler reports it
+	}
+	q.lent, q.answered, q.code = nil, true, code
+	if _, err = w.Write(m.b); err == nil {
+		err = rc.Flush()
+	}
+	q.wrote = err
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// directBody bounds what answerDirect writes: one write that a client's
+// socket takes without blocking the loop; directWait bounds the wait when
+// it does not.
+const (
+	directBody = 16 << 10
+	directWait = 10 * time.Millisecond
+)
+
+// headLength is the Content-Length in a head packed as writeHead reads it,
+// or -1 without a valid one.
+func headLength(head []byte) int64 {
+	_, rest, _ := bytes.Cut(head, []byte{0})
+	for len(rest) > 0 {
+		var name, value []byte
+		name, rest, _ = bytes.Cut(rest, []byte{0})
+		value, rest, _ = bytes.Cut(rest, []byte{0})
+		if len(name) == len("content-length") && strings.EqualFold(string(name), "content-length") {
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 func (q *asgiRequest) takeOut() []outMsg {
