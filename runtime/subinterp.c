@@ -283,6 +283,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     for (int i = 0; i < nworkers; i++) {
         sem_init(&workers[i].wake, 0, 0);
         workers[i].statfd = -1;
+        workers[i].loadfd = -1;
     }
     vv_crash_register(in);
     return in;
@@ -393,6 +394,8 @@ void vv_interp_end(vv_interp *in)
         /* Closed only now: the scheduler may sample it until the threads end. */
         if (in->workers[i].statfd >= 0)
             close(in->workers[i].statfd);
+        if (in->workers[i].loadfd >= 0)
+            close(in->workers[i].loadfd);
     }
     free(in->workers);
     free(in->name);

@@ -47,6 +47,10 @@ typedef struct vv_worker {
     int started;
     int efd;                    /* ASGI: the eventfd the event loop watches */
     sem_t wake;                 /* WSGI: an idle worker sleeps here */
+    int wake_state;             /* WSGI: VV_WAKE_*, see worker_idle */
+    unsigned spin_fails, spin_skip; /* WSGI: idle spins that failed, spells to sleep at once */
+    int loadfd;                 /* WSGI: /proc/loadavg, or -1 (worker_idle) */
+    int ncpus;                  /* WSGI: the machine's online CPUs */
     uint64_t gil_wait_ns;       /* how long the finished request waited for the
                                    GIL before it could start */
     int statfd;                 /* the thread's /proc schedstat, or -1 */

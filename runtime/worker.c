@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,16 +149,109 @@ fail:
     return NULL;
 }
 
-void vv_worker_wake(vv_worker *w)
-{
-    sem_post(&w->wake);
-}
-
 static uint64_t now_ns(clockid_t clock)
 {
     struct timespec t;
     clock_gettime(clock, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* An idle worker's wake-up: Go assigns it a request (or tells it to exit)
+ * and wakes it. Posting the semaphore costs a futex call on Go's side and,
+ * on the worker's, a sleep and a wake-up: a context switch, and the
+ * scheduling latency of a thread woken on another CPU, paid in full by
+ * every request of a client that sends its next one as soon as it has the
+ * answer. So an idle worker first spins a while, watching wake_state, and
+ * Go posts the semaphore only to a worker that went to sleep. */
+enum {
+    VV_WAKE_NONE,     /* nothing posted; the worker runs or spins */
+    VV_WAKE_POSTED,   /* Go has something for it */
+    VV_WAKE_SLEEPING, /* it waits on the semaphore: a post needs sem_post */
+};
+
+/* The longest an idle worker spins. A client's next request arrives within
+ * a round trip through the client and the Go scheduler; an idle server's
+ * worker stops spinning after a few long waits (worker_idle). */
+#define VV_SPIN_MAX_NS 100000u
+/* Spins between looks at the clock; each ends with sched_yield, so that on
+ * a machine short of cores a spinning worker gives its CPU to whatever else
+ * is ready to run there (Go's threads, the interpreter's others). */
+#define VV_SPIN_PAUSES 16
+/* Rounds of VV_SPIN_PAUSES between looks at the machine's load. */
+#define VV_SPIN_CHECK 8
+/* At most 2^this idle spells without a spin after spins that failed. */
+#define VV_SPIN_BACKOFF_MAX 8
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+void vv_worker_wake(vv_worker *w)
+{
+    if (__atomic_exchange_n(&w->wake_state, VV_WAKE_POSTED, __ATOMIC_ACQ_REL) == VV_WAKE_SLEEPING)
+        sem_post(&w->wake);
+}
+
+/* Whether the machine has no core to spare: its runnable threads, this one
+ * included, outnumber its CPUs (the fourth field of /proc/loadavg counts
+ * them). A worker that spins then holds a CPU that a thread it waits for
+ * (Go's, the client's) may be waiting for: it sleeps instead, and its CPU
+ * goes to them. Unknown counts as short. */
+static int cores_short(vv_worker *w)
+{
+    char buf[128];
+    ssize_t n = w->loadfd >= 0 ? pread(w->loadfd, buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0)
+        return 1;
+    buf[n] = 0;
+    unsigned long running;
+    if (sscanf(buf, "%*s %*s %*s %lu", &running) != 1)
+        return 1;
+    return running > (unsigned long)w->ncpus;
+}
+
+/* Waits for Go's wake-up, spinning first while spinning pays. It does not
+ * for a worker of an idle or lightly loaded server, whose wake-up comes
+ * later than a spin lasts: after a spin that failed the worker sleeps at
+ * once for twice as many spells as after the last failure (up to
+ * 2^VV_SPIN_BACKOFF_MAX), then tries again; a spin that succeeds resets
+ * that. Nor while the machine has no core to spare (cores_short). Go wakes
+ * a worker at most once per spell on the idle list, so one POSTED is one
+ * wake-up. */
+static void worker_idle(vv_worker *w)
+{
+    if (w->spin_skip == 0) {
+        uint64_t start = now_ns(CLOCK_MONOTONIC), now = start;
+        for (unsigned round = 0; now - start < VV_SPIN_MAX_NS; round++) {
+            if (__atomic_load_n(&w->wake_state, __ATOMIC_ACQUIRE) == VV_WAKE_POSTED) {
+                w->spin_fails = 0;
+                goto woken;
+            }
+            if (round % VV_SPIN_CHECK == 0 && cores_short(w))
+                break;
+            for (int i = 0; i < VV_SPIN_PAUSES; i++)
+                cpu_relax();
+            sched_yield();
+            now = now_ns(CLOCK_MONOTONIC);
+        }
+        if (w->spin_fails < VV_SPIN_BACKOFF_MAX)
+            w->spin_fails++;
+        w->spin_skip = 1u << w->spin_fails;
+    } else {
+        w->spin_skip--;
+    }
+    int expect = VV_WAKE_NONE;
+    if (__atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_SLEEPING, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        while (sem_wait(&w->wake) != 0 && errno == EINTR)
+            ;
+woken:
+    __atomic_store_n(&w->wake_state, VV_WAKE_NONE, __ATOMIC_RELEASE);
 }
 
 /* The nanoseconds the worker's thread has spent on a CPU or waiting in the
@@ -219,6 +313,8 @@ void *vv_worker_main(void *arg)
     vv_crash_thread(w->interp, w);
     /* Opened here, before the first vvServe, so the scheduler sees it set. */
     w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    w->loadfd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    w->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     response r = {0};
     PyObject *answer = NULL;
     for (;;) {
@@ -228,11 +324,10 @@ void *vv_worker_main(void *arg)
         if (rc < 0)
             break;
         if (rc == 0) {
-            /* Idle: Go posts the semaphore when it assigns a request or
-             * tells us to exit. Sleeping here, not in Go, is what keeps the
-             * hand-off cheap. */
-            while (sem_wait(&w->wake) != 0 && errno == EINTR)
-                ;
+            /* Idle: Go wakes us when it assigns a request or tells us to
+             * exit. Waiting here, not in Go, is what keeps the hand-off
+             * cheap. */
+            worker_idle(w);
             continue;
         }
         /* The scheduler lowers how many requests run at once in this
