@@ -47,9 +47,17 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 		// Let the app stream its response while it still reads the body.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
+	// A response in one piece may be written by the loop itself
+	// (answerDirect): over HTTP/1, to a request whose body came with it.
+	// Lent before the request is posted: the loop may answer at once.
+	direct := r.ProtoMajor == 1 && !streamed
+	if direct && q.loop.remote == nil {
+		q.lend(w, p.logger)
+	}
 	if q, err = p.reopen(a, q, r, evHTTP, scopeFields(r, p.ScriptName, body, streamed)); err != nil {
 		return p.unavailable(w, err)
 	}
+	direct = direct && q.loop.remote == nil
 
 	rc := http.NewResponseController(w)
 	ctxDone := r.Context().Done()
@@ -63,9 +71,6 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 	}()
 	timeout := getTimer(a.cfg.controls.timeout)
 	defer putTimer(timeout)
-	// A response in one piece may be written by the loop itself
-	// (answerDirect): over HTTP/1, to a request whose body came with it.
-	direct := r.ProtoMajor == 1 && !streamed && q.loop.remote == nil
 	for {
 		if direct {
 			q.lend(w, p.logger)
