@@ -274,7 +274,7 @@ func (a *app) startInterpreter(index int) (*interpreter, error) {
 	}
 	var cerr *C.char
 	interp := &interpreter{c: in, guard: guard, id: int64(in.interp_id), owner: a, poolIndex: index,
-		ownAllocator: a.cfg.isolation == isolationCodes[isolationInterpreter]}
+		ownAllocator: a.cfg.isolation == isolationInterpreterCode}
 	interp.limit = requestLimit(a.cfg.controls.maxRequests)
 	a.mu.Lock()
 	a.interps = append(a.interps, interp)
@@ -332,9 +332,9 @@ func logAppLine(appID uint64, kind int, text string) {
 	}
 	logger := v.(*app).logger
 	switch kind {
-	case C.VV_LOG_STDOUT:
+	case logStdout:
 		logger.Info(text, zap.String("stream", "stdout"))
-	case C.VV_LOG_STDERR:
+	case logStderr:
 		logger.Info(text, zap.String("stream", "stderr"))
 	default:
 		msg, detail, _ := strings.Cut(text, "\n")

@@ -133,7 +133,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 						q.loop.post(evDisconnect, q.token)
 					}
 				}
-				if m.flags&1 != 0 {
+				if m.flags&flagMore != 0 {
 					if err := rc.Flush(); err != nil && q.markGone() {
 						q.loop.post(evDisconnect, q.token)
 					}

@@ -19,24 +19,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Messages from the event loop to Go (vvPost); the same numbers as in pyadapters/asgi.py.
-const (
-	postHTTP     = 1 // a: status+headers (first part only), b: body, flags: 1 = more body
-	postWantBody = 2 // the app awaits the next body part
-	postDone     = 3 // the app returned; flags: flagAbort when it failed
-	postWSAccept = 4 // a: subprotocol, b: headers
-	postWSText   = 5
-	postWSBytes  = 6
-	postWSClose  = 7 // a: reason, flags: code
-)
-
-// vvPost answers: go on, pause until evResume, or the client is gone.
-const (
-	postOK    = 0
-	postPause = 1
-	postGone  = -1
-)
-
 // pauseBytes is how much may wait for a slow client before the app's send()
 // has to wait: enough for streaming, bounded for memory.
 const pauseBytes = 1 << 20

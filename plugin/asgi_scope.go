@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// scopeFields packs what the adapter needs to build an ASGI scope; the order
-// is the one pyadapters/asgi.py unpacks.
+// scopeFields packs what the adapter needs to build an ASGI scope, in the
+// order of VV_SCOPE_* (codes.go).
 func scopeFields(r *http.Request, scriptName string, body []byte, more bool) []string {
 	version := "1.1"
 	switch {
@@ -51,10 +51,12 @@ func scopeFields(r *http.Request, scriptName string, body []byte, more bool) []s
 	if more {
 		moreFlag = "1"
 	}
-	return []string{
-		version, r.Method, scheme, path, rawPath,
-		r.URL.RawQuery, rootPath, hb.String(),
-		clientHost, clientPort, serverHost, serverPort,
-		bytesField(body), moreFlag,
-	}
+	f := make([]string, scopeFieldCount)
+	f[scopeHTTPVersion], f[scopeMethod], f[scopeScheme] = version, r.Method, scheme
+	f[scopePath], f[scopeRawPath], f[scopeQuery], f[scopeRootPath] = path, rawPath, r.URL.RawQuery, rootPath
+	f[scopeHeaders] = hb.String()
+	f[scopeClientHost], f[scopeClientPort] = clientHost, clientPort
+	f[scopeServerHost], f[scopeServerPort] = serverHost, serverPort
+	f[scopeBody], f[scopeMore] = bytesField(body), moreFlag
+	return f
 }

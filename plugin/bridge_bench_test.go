@@ -39,12 +39,18 @@ async def asgi(scope, receive, send):
 // startNoopApp starts the no-op app of kind ("wsgi" or "asgi") from a module
 // written to a temp dir, and returns a handler serving it.
 func startNoopApp(b *testing.B, kind string, interpreters, threads int) *Python {
-	b.Helper()
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "noop_app.py"), []byte(noopApps), 0o644); err != nil {
-		b.Fatal(err)
+	return startTestApp(b, kind, noopApps, interpreters, threads)
+}
+
+// startTestApp starts the app of kind ("wsgi" or "asgi") whose module
+// source defines it under that name, in real interpreters.
+func startTestApp(tb testing.TB, kind, source string, interpreters, threads int) *Python {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "test_app.py"), []byte(source), 0o644); err != nil {
+		tb.Fatal(err)
 	}
-	module := "noop_app:" + kind
+	module := "test_app:" + kind
 	// Counted as a served app's requests are, so that the benchmark includes
 	// what the metrics cost.
 	metrics := newAppMetrics("bench")
@@ -58,9 +64,9 @@ func startNoopApp(b *testing.B, kind string, interpreters, threads int) *Python 
 		maxQueue:     1 << 16,
 	}, zap.NewNop())
 	if err != nil {
-		b.Fatalf("starting the no-op %s app: %v", kind, err)
+		tb.Fatalf("starting the %s app: %v", kind, err)
 	}
-	b.Cleanup(a.stop)
+	tb.Cleanup(a.stop)
 	p := &Python{app: &appSlot{}, logger: zap.NewNop(), WorkingDir: dir, metrics: metrics}
 	p.app.Store(a)
 	if kind == "asgi" {

@@ -148,7 +148,7 @@ func probeExtensions(ctx context.Context, cfg appConfig, exts []extension) ([]pr
 		list, _ := json.Marshal(exts)
 		raw, crash, err := runProbe(ctx, probeRequest{
 			Kind: "probe", Module: string(list), WorkingDir: cfg.workingDir, Venv: cfg.venv,
-			Isolation: isolationCodes[isolationInterpreter], Starts: 1,
+			Isolation: isolationInterpreterCode, Starts: 1,
 		})
 		if err != nil {
 			return nil, err

@@ -159,7 +159,7 @@ func (cs *childSide) serve() int {
 		kind:         cfg.Kind,
 		module:       cfg.Module,
 		lifespan:     cfg.Lifespan,
-		isolation:    isolationCodes[isolationMain],
+		isolation:    isolationMainCode,
 		workingDir:   cfg.WorkingDir,
 		venv:         cfg.Venv,
 		interpreters: 1,
@@ -523,7 +523,7 @@ func (cs *childSide) post(token uint64, kind int, a, b []byte, flags int) int {
 	case t == nil, t.gone && kind != postDone:
 		cs.mu.Unlock()
 		return postGone
-	case kind == postDone, kind == postHTTP && flags&1 == 0:
+	case kind == postDone, kind == postHTTP && flags&flagMore == 0:
 		delete(cs.tokens, token)
 	default:
 		t.ahead += len(b)

@@ -15,20 +15,6 @@ import (
 // and the loop drains every pending event in one call (vvPoll). No thread per
 // request, no polling.
 
-// Events from Go to the event loop; the same numbers as in pyadapters/asgi.py.
-const (
-	evHTTP       = 1 // a new HTTP request: scope fields, first body part
-	evWebSocket  = 2 // a new WebSocket handshake: scope fields
-	evBody       = 3 // the next request body part: data, more
-	evDisconnect = 4 // the client went away
-	evResume     = 5 // sends may go on: Go has written what was queued
-	evWSText     = 6
-	evWSBytes    = 7
-	evWSClose    = 8 // the client closed: code
-	evShutdown   = 9
-	evTimeout    = 10 // the request ran past its timeout: what to log
-)
-
 type loop struct {
 	efd      int
 	active   atomic.Int64  // requests in flight, for picking the least busy loop

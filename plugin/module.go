@@ -449,15 +449,15 @@ func (p *Python) Cleanup() error {
 	return nil
 }
 
-// Isolation modes, and their codes in runtime/vivarium.h.
+// Isolation modes, and their codes (codes.go).
 const (
 	isolationInterpreter = "interpreter"
 	isolationShared      = "shared"
 	isolationMain        = "main"
 )
 
-var isolationCodes = map[string]int{isolationInterpreter: 0, isolationShared: 1, isolationMain: 2,
-	isolationProcess: isolationProcessCode}
+var isolationCodes = map[string]int{isolationInterpreter: isolationInterpreterCode, isolationShared: isolationSharedCode,
+	isolationMain: isolationMainCode, isolationProcess: isolationProcessCode}
 
 // mainUsers records, per loaded config, the app holding the main interpreter.
 // During a reload the outgoing config's app may still hold it: that is one

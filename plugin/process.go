@@ -43,9 +43,6 @@ import (
 const (
 	isolationProcess = "process"
 	isolationAuto    = "auto"
-	// isolationProcessCode marks a process app in appConfig. It never reaches
-	// C: a child runs its app with VV_ISOLATION_MAIN.
-	isolationProcessCode = 3
 )
 
 // isolationNames lists the values of `isolation`, for error messages.
@@ -64,11 +61,6 @@ func (p *Python) validateProcess() error {
 	}
 	return nil
 }
-
-// flagLost, on a postDone Caddy makes up: the app's process died with the
-// request. Go only, beside flagFlush, flagAbort and flagTimedOut; its bit is
-// reserved in runtime/vivarium.h.
-const flagLost = 8
 
 // Messages for a WSGI request's handler besides the child's frames.
 const (
@@ -636,11 +628,11 @@ func (c *child) adopt(batch []byte) bool {
 	var started []uint64
 	var what []asgiWhat
 	eachEvent(batch, func(kind byte, token uint64, fields [][]byte) bool {
-		if (kind == evHTTP || kind == evWebSocket) && len(fields) > 5 {
-			// scopeFields: method, raw path and query are fields 1, 4 and 5,
-			// kept as slices of the batch, which this keeps alive meanwhile.
+		if (kind == evHTTP || kind == evWebSocket) && len(fields) > scopeQuery {
+			// Method, raw path and query, kept as slices of the batch, which
+			// this keeps alive meanwhile.
 			started = append(started, token)
-			what = append(what, asgiWhat{fields[1], fields[4], fields[5], kind == evWebSocket})
+			what = append(what, asgiWhat{fields[scopeMethod], fields[scopeRawPath], fields[scopeQuery], kind == evWebSocket})
 		}
 		return true
 	})
@@ -746,7 +738,7 @@ func (c *child) handle(typ byte, id uint64, p []byte) error {
 		if err != nil {
 			return err
 		}
-		final := kind == postDone || (kind == postHTTP && flags&1 == 0)
+		final := kind == postDone || (kind == postHTTP && flags&flagMore == 0)
 		if !c.owns(id, final) {
 			return nil // over already, or not this process's to answer
 		}

@@ -12,13 +12,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Flags on a response part; the same values as VV_FLUSH and VV_ABORT in runtime/vivarium.h.
-const (
-	flagFlush    = 1
-	flagAbort    = 2
-	flagTimedOut = 4 // with flagAbort: RequestTimeout interrupted the app (a stop's force)
-)
-
 // Request states: a queued request is either taken by a worker or given up by
 // its client, never both.
 const (

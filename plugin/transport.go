@@ -447,11 +447,11 @@ func eachEvent(batch []byte, fn func(kind byte, token uint64, fields [][]byte) b
 	p := batch[4:]
 	var fields [][]byte
 	for i := uint32(0); i < count; i++ {
-		if len(p) < 11 {
+		if len(p) < eventHead {
 			return errBadFrame
 		}
 		kind, token, n := p[0], binary.LittleEndian.Uint64(p[1:]), int(binary.LittleEndian.Uint16(p[9:]))
-		p = p[11:]
+		p = p[eventHead:]
 		fields = fields[:0]
 		for f := 0; f < n; f++ {
 			if len(p) < 4 {

@@ -17,6 +17,9 @@ import (
 	"go.uber.org/zap"
 )
 
+// wsAbnormalField is wsAbnormal as evWSClose carries it.
+var wsAbnormalField = strconv.Itoa(wsAbnormal)
+
 // wsReadLimit bounds one incoming WebSocket message.
 const wsReadLimit = 16 << 20
 
@@ -66,7 +69,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *out
 			// Before the upgrade, the client left; after it, the reader sees the close.
 			ctxDone = nil
 			if conn == nil && q.markGone() {
-				q.loop.post(evWSClose, q.token, "1006")
+				q.loop.post(evWSClose, q.token, wsAbnormalField)
 			}
 			continue
 		case <-q.loop.closing:
@@ -86,7 +89,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *out
 				if err != nil {
 					p.logger.Debug("websocket handshake failed", zap.Error(err))
 					if q.markGone() {
-						q.loop.post(evWSClose, q.token, "1006")
+						q.loop.post(evWSClose, q.token, wsAbnormalField)
 					}
 					continue
 				}
@@ -104,7 +107,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *out
 					typ = websocket.MessageBinary
 				}
 				if err := conn.Write(ctx, typ, m.b); err != nil && q.markGone() {
-					q.loop.post(evWSClose, q.token, "1006")
+					q.loop.post(evWSClose, q.token, wsAbnormalField)
 				}
 				q.written(len(m.b))
 			case postWSClose:

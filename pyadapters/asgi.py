@@ -20,17 +20,19 @@ from vivarium_boot import REQUEST_CODES, header_block
 
 DEFAULT_ATTR = "app"
 
-# Events from Go (plugin/loop.go).
-EV_HTTP, EV_WEBSOCKET, EV_BODY, EV_DISCONNECT, EV_RESUME = 1, 2, 3, 4, 5
-EV_WS_TEXT, EV_WS_BYTES, EV_WS_CLOSE, EV_SHUTDOWN = 6, 7, 8, 9
-EV_TIMEOUT = 10
-# Messages to Go (plugin/asgi.go).
-POST_HTTP, POST_WANT_BODY, POST_DONE = 1, 2, 3
-POST_WS_ACCEPT, POST_WS_TEXT, POST_WS_BYTES, POST_WS_CLOSE = 4, 5, 6, 7
-POST_OK, POST_PAUSE, POST_GONE = 0, 1, -1
-MORE = 1
+# The codes and the order of the scope fields are runtime/vivarium.h's.
+EV_HTTP, EV_WEBSOCKET, EV_BODY, EV_DISCONNECT = _vivarium.EV_HTTP, _vivarium.EV_WEBSOCKET, _vivarium.EV_BODY, _vivarium.EV_DISCONNECT
+EV_RESUME, EV_SHUTDOWN, EV_TIMEOUT = _vivarium.EV_RESUME, _vivarium.EV_SHUTDOWN, _vivarium.EV_TIMEOUT
+EV_WS_TEXT, EV_WS_BYTES, EV_WS_CLOSE = _vivarium.EV_WS_TEXT, _vivarium.EV_WS_BYTES, _vivarium.EV_WS_CLOSE
+POST_HTTP, POST_WANT_BODY, POST_DONE = _vivarium.POST_HTTP, _vivarium.POST_WANT_BODY, _vivarium.POST_DONE
+POST_WS_ACCEPT, POST_WS_TEXT = _vivarium.POST_WS_ACCEPT, _vivarium.POST_WS_TEXT
+POST_WS_BYTES, POST_WS_CLOSE = _vivarium.POST_WS_BYTES, _vivarium.POST_WS_CLOSE
+POST_OK, POST_PAUSE, POST_GONE = _vivarium.POST_OK, _vivarium.POST_PAUSE, _vivarium.POST_GONE
+MORE = _vivarium.MORE
 ABORT = _vivarium.ABORT
 TIMED_OUT = _vivarium.TIMED_OUT
+WS_NO_STATUS = _vivarium.WS_NO_STATUS
+SCOPE_BODY, SCOPE_MORE = _vivarium.SCOPE_BODY, _vivarium.SCOPE_MORE
 
 _post = _vivarium.post
 RequestTimeout = _vivarium.RequestTimeout
@@ -58,12 +60,16 @@ class ClientDisconnected(OSError):
 
 
 def _log_exception(what: str) -> None:
-    _vivarium.log(_vivarium.ERROR, f"{what}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}")
+    _vivarium.log(_vivarium.LOG_ERROR, f"{what}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}")
 
 
 def _scope(kind: str, fields: tuple[bytes, ...], state: dict[str, Any] | None) -> dict[str, Any]:
     (http_version, method, scheme, path, raw_path, query, root_path, headers,
-     client_host, client_port, server_host, server_port) = fields[:12]
+     client_host, client_port, server_host, server_port) = (
+        fields[_vivarium.SCOPE_HTTP_VERSION], fields[_vivarium.SCOPE_METHOD], fields[_vivarium.SCOPE_SCHEME],
+        fields[_vivarium.SCOPE_PATH], fields[_vivarium.SCOPE_RAW_PATH], fields[_vivarium.SCOPE_QUERY],
+        fields[_vivarium.SCOPE_ROOT_PATH], fields[_vivarium.SCOPE_HEADERS], fields[_vivarium.SCOPE_CLIENT_HOST],
+        fields[_vivarium.SCOPE_CLIENT_PORT], fields[_vivarium.SCOPE_SERVER_HOST], fields[_vivarium.SCOPE_SERVER_PORT])
     hl = headers.split(b"\0") if headers else []
     scope: dict[str, Any] = {
         "type": kind,
@@ -129,7 +135,7 @@ class Cycle:
         if task is None or task.done():
             return
         graph = asyncio.format_call_graph(task).rstrip("\n")
-        _vivarium.log(_vivarium.ERROR, f"{what}; its task is cancelled where it waited:\n{graph}")
+        _vivarium.log(_vivarium.LOG_ERROR, f"{what}; its task is cancelled where it waited:\n{graph}")
         self.gone = True
         task.cancel()
 
@@ -242,7 +248,7 @@ class HTTPCycle(Cycle):
     def finished_flags(self) -> int:
         if self.complete:
             return 0
-        _vivarium.log(_vivarium.ERROR, "ASGI app returned without completing its response")
+        _vivarium.log(_vivarium.LOG_ERROR, "ASGI app returned without completing its response")
         return ABORT
 
 
@@ -261,7 +267,7 @@ class WebSocketCycle(Cycle):
             self.inbox.put_nowait({"type": "websocket.receive", "bytes": fields[0]})
         elif kind == EV_WS_CLOSE:
             self.gone = True
-            self.inbox.put_nowait({"type": "websocket.disconnect", "code": int(fields[0] or b"1005")})
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": int(fields[0] or WS_NO_STATUS)})
             self.resume()
         elif kind == EV_RESUME:
             self.resume()
@@ -341,7 +347,7 @@ class Lifespan:
             return
         failed = await self._step("lifespan.shutdown")
         if failed:
-            _vivarium.log(_vivarium.ERROR, f"lifespan shutdown failed: {failed}")
+            _vivarium.log(_vivarium.LOG_ERROR, f"lifespan shutdown failed: {failed}")
 
 
 def _new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -437,7 +443,7 @@ class Server:
                 # Meant for a request that blocked the loop, it fired once that
                 # request's step was over, in the loop itself: the loop goes on.
                 _vivarium.log(
-                    _vivarium.ERROR,
+                    _vivarium.LOG_ERROR,
                     "a request's timeout interrupted the event loop after that request had let go of it",
                 )
 
@@ -479,7 +485,7 @@ class Server:
         for event in events:
             kind, token, fields = event[0], event[1], event[2:]
             if kind == EV_HTTP:
-                cycle: Cycle = HTTPCycle(self, token, fields[12], fields[13] == b"1")
+                cycle: Cycle = HTTPCycle(self, token, fields[SCOPE_BODY], fields[SCOPE_MORE] == b"1")
                 self._start(cycle, _scope("http", fields, self.state))
             elif kind == EV_WEBSOCKET:
                 self._start(WebSocketCycle(self, token), _scope("websocket", fields, self.state))

@@ -96,8 +96,8 @@ def _venv_version(venv: str) -> str | None:
     return None
 
 
-# Values of the isolation setting (VV_ISOLATION_* in runtime/vivarium.h).
-INTERPRETER, SHARED, MAIN = 0, 1, 2
+# Values of the isolation setting.
+INTERPRETER, SHARED, MAIN = _vivarium.ISOLATION_INTERPRETER, _vivarium.ISOLATION_SHARED, _vivarium.ISOLATION_MAIN
 
 
 def _stdlib_path() -> list[str]:
@@ -167,7 +167,7 @@ def _guard_exit(isolation: int, spec: str) -> None:
 
         def logged_exit(status: int) -> None:
             try:
-                _vivarium.log(_vivarium.ERROR, f"app {spec} calls os._exit({status}): the process exits now\n"
+                _vivarium.log(_vivarium.LOG_ERROR, f"app {spec} calls os._exit({status}): the process exits now\n"
                               + "".join(traceback.format_stack(sys._getframe(1))))
             finally:
                 real_exit(status)
@@ -530,8 +530,8 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
 
     The kinds "check" and "probe" answer a JSON report in place of a handler.
     """
-    sys.stdout = LogStream(_vivarium.STDOUT, "<stdout>")
-    sys.stderr = LogStream(_vivarium.STDERR, "<stderr>")
+    sys.stdout = LogStream(_vivarium.LOG_STDOUT, "<stdout>")
+    sys.stderr = LogStream(_vivarium.LOG_STDERR, "<stderr>")
     if cfg["kind"] == "check":
         return None, _check(cfg), None
     if cfg["kind"] == "probe":
@@ -618,7 +618,7 @@ def shutdown() -> bool:
         try:
             hook()
         except BaseException:
-            _vivarium.log(_vivarium.ERROR, f"shutdown hook failed:\n{traceback.format_exc()}")
+            _vivarium.log(_vivarium.LOG_ERROR, f"shutdown hook failed:\n{traceback.format_exc()}")
     sys.stdout.flush()
     sys.stderr.flush()
     import time
@@ -634,7 +634,7 @@ def shutdown() -> bool:
     stuck = [t.name for t in threading.enumerate() if t not in ours and not t.daemon and t.is_alive()]
     if stuck:
         _vivarium.log(
-            _vivarium.ERROR,
+            _vivarium.LOG_ERROR,
             f"threads {', '.join(stuck)} still run {THREAD_GRACE_SECONDS:g} s after the app was stopped; "
             "its interpreter is left alive, since ending it would wait for them forever; "
             "threads an app starts must end when it stops",

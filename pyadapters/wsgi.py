@@ -171,7 +171,7 @@ class Response:
 
 def _log_exception(environ: dict[str, Any], what: str) -> None:
     _vivarium.log(
-        _vivarium.ERROR,
+        _vivarium.LOG_ERROR,
         f"{what} for {environ.get('REQUEST_METHOD')} {environ.get('SCRIPT_NAME', '')}"
         f"{environ.get('PATH_INFO', '')}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}",
     )

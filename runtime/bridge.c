@@ -178,12 +178,12 @@ static PyObject *bridge_poll(PyObject *mod, PyObject *const *args, Py_ssize_t na
     if (list == NULL)
         return NULL;
     for (uint32_t i = 0; i < count; i++) {
-        if (end - p < 11)
+        if (end - p < VV_EVENT_HEAD)
             goto corrupt;
         int kind = (unsigned char)p[0];
         uint64_t token = vv_le(p + 1, 8);
         int nfields = (int)vv_le(p + 9, 2);
-        p += 11;
+        p += VV_EVENT_HEAD;
         PyObject *ev = PyTuple_New(2 + nfields);
         if (ev == NULL)
             goto error;
@@ -320,6 +320,33 @@ static PyMethodDef bridge_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The codes of vivarium.h the adapters use, under their names without VV_. */
+#define BRIDGE_CONSTANT(name) {#name, VV_##name}
+static const struct bridge_constant {
+    const char *name;
+    long value;
+} bridge_constants[] = {
+    BRIDGE_CONSTANT(FLUSH), BRIDGE_CONSTANT(MORE), BRIDGE_CONSTANT(ABORT), BRIDGE_CONSTANT(TIMED_OUT),
+    BRIDGE_CONSTANT(LOST),
+    BRIDGE_CONSTANT(LOG_STDOUT), BRIDGE_CONSTANT(LOG_STDERR), BRIDGE_CONSTANT(LOG_ERROR),
+    BRIDGE_CONSTANT(ISOLATION_INTERPRETER), BRIDGE_CONSTANT(ISOLATION_SHARED), BRIDGE_CONSTANT(ISOLATION_MAIN),
+    BRIDGE_CONSTANT(ISOLATION_PROCESS),
+    BRIDGE_CONSTANT(EV_HTTP), BRIDGE_CONSTANT(EV_WEBSOCKET), BRIDGE_CONSTANT(EV_BODY), BRIDGE_CONSTANT(EV_DISCONNECT),
+    BRIDGE_CONSTANT(EV_RESUME), BRIDGE_CONSTANT(EV_WS_TEXT), BRIDGE_CONSTANT(EV_WS_BYTES), BRIDGE_CONSTANT(EV_WS_CLOSE),
+    BRIDGE_CONSTANT(EV_SHUTDOWN), BRIDGE_CONSTANT(EV_TIMEOUT),
+    BRIDGE_CONSTANT(SCOPE_HTTP_VERSION), BRIDGE_CONSTANT(SCOPE_METHOD), BRIDGE_CONSTANT(SCOPE_SCHEME),
+    BRIDGE_CONSTANT(SCOPE_PATH), BRIDGE_CONSTANT(SCOPE_RAW_PATH), BRIDGE_CONSTANT(SCOPE_QUERY),
+    BRIDGE_CONSTANT(SCOPE_ROOT_PATH), BRIDGE_CONSTANT(SCOPE_HEADERS), BRIDGE_CONSTANT(SCOPE_CLIENT_HOST),
+    BRIDGE_CONSTANT(SCOPE_CLIENT_PORT), BRIDGE_CONSTANT(SCOPE_SERVER_HOST), BRIDGE_CONSTANT(SCOPE_SERVER_PORT),
+    BRIDGE_CONSTANT(SCOPE_BODY), BRIDGE_CONSTANT(SCOPE_MORE), BRIDGE_CONSTANT(SCOPE_FIELDS),
+    BRIDGE_CONSTANT(WS_ABNORMAL), BRIDGE_CONSTANT(WS_NO_STATUS),
+    BRIDGE_CONSTANT(POST_HTTP), BRIDGE_CONSTANT(POST_WANT_BODY), BRIDGE_CONSTANT(POST_DONE),
+    BRIDGE_CONSTANT(POST_WS_ACCEPT), BRIDGE_CONSTANT(POST_WS_TEXT), BRIDGE_CONSTANT(POST_WS_BYTES),
+    BRIDGE_CONSTANT(POST_WS_CLOSE), BRIDGE_CONSTANT(POST_OK), BRIDGE_CONSTANT(POST_PAUSE), BRIDGE_CONSTANT(POST_GONE),
+    {NULL, 0},
+};
+#undef BRIDGE_CONSTANT
+
 static int bridge_exec(PyObject *mod)
 {
     bridge_state *st = PyModule_GetState(mod);
@@ -335,13 +362,10 @@ static int bridge_exec(PyObject *mod)
         PyModule_AddObjectRef(mod, "RequestTimeout", st->request_timeout) < 0 ||
         PyModule_AddObjectRef(mod, "StartTimeout", st->start_timeout) < 0)
         return -1;
-    if (PyModule_AddIntConstant(mod, "FLUSH", VV_FLUSH) < 0 ||
-        PyModule_AddIntConstant(mod, "ABORT", VV_ABORT) < 0 ||
-        PyModule_AddIntConstant(mod, "TIMED_OUT", VV_TIMED_OUT) < 0 ||
-        PyModule_AddIntConstant(mod, "STDOUT", VV_LOG_STDOUT) < 0 ||
-        PyModule_AddIntConstant(mod, "STDERR", VV_LOG_STDERR) < 0 ||
-        PyModule_AddIntConstant(mod, "ERROR", VV_LOG_ERROR) < 0 ||
-        PyModule_AddFunctions(mod, vv_boot_share_methods) < 0)
+    for (const struct bridge_constant *c = bridge_constants; c->name != NULL; c++)
+        if (PyModule_AddIntConstant(mod, c->name, c->value) < 0)
+            return -1;
+    if (PyModule_AddFunctions(mod, vv_boot_share_methods) < 0)
         return -1;
     return 0;
 }

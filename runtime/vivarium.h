@@ -16,17 +16,83 @@
 #error "Vivarium needs Python >= 3.13 (own-GIL interpreters); point the build at one with PYTHON=/path/to/python3.13"
 #endif
 
-/* Flags on the final or streamed part of a response. */
+/* Every code and layout that crosses between Go, C and Python is defined
+ * here, once. Go reads them through cgo (plugin/codes.go), Python from the
+ * _vivarium module, which exports each under its name without VV_
+ * (runtime/bridge.c). */
+
+/* A WSGI request reaches C as its CGI variables (plugin/environ.go packs
+ * them into vv_worker.buf, worker.c makes the environ): a u32 count, then per
+ * variable a u32 length and the name, a u32 length and the value, all
+ * little-endian. A response head goes back as "status\0" and a header block
+ * (plugin/headers.go). */
+
+/* Flags on the final or streamed part of a response (vvServe, vvSend) and on
+ * a message from an event loop (vvPost). */
 #define VV_FLUSH 1 /* write to the client now: the app streams */
+#define VV_MORE 1 /* on VV_POST_HTTP: more of the body follows (the same bit) */
 #define VV_ABORT 2 /* the app failed after headers were sent: cut the connection */
 #define VV_TIMED_OUT 4 /* with VV_ABORT: its code was interrupted by RequestTimeout */
-/* 8 is Go's flagLost (plugin/process.go): the app's process died with the
- * request. Set by Caddy only, never by the adapters. */
+#define VV_LOST 8 /* the app's process died with the request: set by Caddy only */
 
 /* Where an app runs (the `isolation` directive). */
 #define VV_ISOLATION_INTERPRETER 0 /* its own interpreter with its own GIL */
 #define VV_ISOLATION_SHARED 1      /* its own interpreter sharing the main GIL */
 #define VV_ISOLATION_MAIN 2        /* the main interpreter itself */
+#define VV_ISOLATION_PROCESS 3     /* child processes of Caddy; never reaches C, since
+                                      a child runs its app with VV_ISOLATION_MAIN */
+
+/* Events from Go to an ASGI event loop. plugin/loop.go packs a batch as a u32
+ * count, then per event a head of VV_EVENT_HEAD bytes, u8 kind, u64 token,
+ * u16 number of fields, then each field as a u32 length and its bytes, all
+ * little-endian; vvPoll hands it to bridge.c's poll(). */
+#define VV_EVENT_HEAD 11
+#define VV_EV_HTTP 1       /* a new HTTP request: the VV_SCOPE_* fields */
+#define VV_EV_WEBSOCKET 2  /* a new WebSocket handshake: the VV_SCOPE_* fields */
+#define VV_EV_BODY 3       /* the next request body part: data, more ("1" or "0") */
+#define VV_EV_DISCONNECT 4 /* the client went away */
+#define VV_EV_RESUME 5     /* sends may go on: Go has written what was queued */
+#define VV_EV_WS_TEXT 6    /* a message from the client: data */
+#define VV_EV_WS_BYTES 7
+#define VV_EV_WS_CLOSE 8   /* the client closed: its code, in decimal */
+#define VV_EV_SHUTDOWN 9
+#define VV_EV_TIMEOUT 10   /* the request ran past its timeout: what to log */
+
+/* The fields of VV_EV_HTTP and VV_EV_WEBSOCKET, in order
+ * (plugin/asgi_scope.go packs them, pyadapters/asgi.py makes the scope). */
+#define VV_SCOPE_HTTP_VERSION 0
+#define VV_SCOPE_METHOD 1
+#define VV_SCOPE_SCHEME 2
+#define VV_SCOPE_PATH 3
+#define VV_SCOPE_RAW_PATH 4
+#define VV_SCOPE_QUERY 5
+#define VV_SCOPE_ROOT_PATH 6
+#define VV_SCOPE_HEADERS 7 /* a header block: plugin/headers.go */
+#define VV_SCOPE_CLIENT_HOST 8
+#define VV_SCOPE_CLIENT_PORT 9
+#define VV_SCOPE_SERVER_HOST 10
+#define VV_SCOPE_SERVER_PORT 11
+#define VV_SCOPE_BODY 12  /* VV_EV_HTTP: the body, or its first part */
+#define VV_SCOPE_MORE 13  /* VV_EV_HTTP: "1" when more of the body follows */
+#define VV_SCOPE_FIELDS 14
+
+/* The close code a WebSocket event carries when the connection ended
+ * without a close frame (RFC 6455, 7.1.5), and when a close frame had none. */
+#define VV_WS_ABNORMAL 1006
+#define VV_WS_NO_STATUS 1005
+
+/* Messages from an event loop to Go: vvPost(token, kind, a, b, flags). */
+#define VV_POST_HTTP 1      /* a: status and headers (first part only), b: body; VV_MORE */
+#define VV_POST_WANT_BODY 2 /* the app awaits the next body part */
+#define VV_POST_DONE 3      /* the app returned; VV_ABORT when it failed */
+#define VV_POST_WS_ACCEPT 4 /* a: subprotocol, b: a header block */
+#define VV_POST_WS_TEXT 5   /* b: the message */
+#define VV_POST_WS_BYTES 6
+#define VV_POST_WS_CLOSE 7  /* a: reason, flags: code */
+/* What vvPost answers: go on, pause until VV_EV_RESUME, or the client is gone. */
+#define VV_POST_OK 0
+#define VV_POST_PAUSE 1
+#define VV_POST_GONE (-1)
 
 /* Kinds of line passed to vvLog: what the app printed, or an error we report. */
 #define VV_LOG_STDOUT 0
