@@ -46,7 +46,7 @@ type app struct {
 	id      uint64
 	cfg     appConfig
 	logger  *zap.Logger
-	pool    *pool
+	pool    *pool          // WSGI in this process only: the queue and its scheduler
 	interps []*interpreter // guarded by mu: recycling replaces them
 	metrics *appMetrics
 	started time.Time
@@ -92,10 +92,12 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 		id:      appSeq.Add(1),
 		cfg:     cfg,
 		logger:  logger,
-		pool:    newPool(cfg.interpreters, cfg.maxQueue),
 		metrics: cfg.metrics,
 		started: time.Now(),
 		done:    make(chan struct{}),
+	}
+	if cfg.kind == "wsgi" && cfg.isolation != isolationProcessCode {
+		a.pool = newPool(cfg.interpreters, cfg.maxQueue)
 	}
 	apps.Store(a.id, a)
 	if cfg.isolation == isolationProcessCode {
@@ -298,7 +300,9 @@ func (a *app) startInterpreter(index int) (*interpreter, error) {
 			return interp, fmt.Errorf("more than %d worker threads in one process", maxWorkers)
 		}
 		w := &worker{id: id, c: &cworkers[i], loop: interp.loop, host: interp}
-		a.pool.addWorker(index, w)
+		if a.pool != nil {
+			a.pool.addWorker(index, w)
+		}
 		if interp.loop != nil {
 			cworkers[i].efd = C.int(interp.loop.efd)
 		}

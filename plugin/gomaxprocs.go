@@ -11,9 +11,8 @@ import (
 // Every call from a C worker thread into Go (vvServe, vvSend, vvPoll, ...) needs
 // a Go P for its duration. With GOMAXPROCS at the number of CPUs, those calls
 // queue behind the goroutines serving HTTP, and the worker, and so the
-// interpreter, waits. Measured on 2 CPUs, raw WSGI hello at 64 connections:
-// GOMAXPROCS 2 -> 19.7k req/s, p99 19 ms; 4 -> 34.9k req/s, p99 6 ms; 8 -> 30.8k.
-// Caddy's own `respond` did not change (46.7k, 52.2k, 50.4k).
+// interpreter, waits. Twice the CPUs served the most in the measurements of
+// docs/benchmarks/gomaxprocs.md; more Ps did not help.
 var gomaxprocsOnce sync.Once
 
 // raiseGOMAXPROCS gives Go twice as many Ps as CPUs, unless the operator chose

@@ -91,7 +91,11 @@ func (a *app) recycle(old *interpreter, cause string, served int64) {
 	// The metric's reason is the directive that caused it: the cause's first word.
 	reason, _, _ := strings.Cut(cause, " ")
 	a.metrics.Restarted(reason)
-	fresh, err := a.startInterpreter(a.pool.addInterp())
+	index := 0 // an event loop's interpreter has no pool slot
+	if a.pool != nil {
+		index = a.pool.addInterp()
+	}
+	fresh, err := a.startInterpreter(index)
 	if err != nil {
 		if fresh != nil {
 			a.discard(fresh)

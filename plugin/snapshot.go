@@ -81,7 +81,11 @@ func (a *app) view() instanceView {
 		State:    appStateNames[a.state.Load()],
 		Kind:     a.cfg.kind,
 		Started:  a.started,
-		Queued:   int(a.pool.queued.Load()),
+	}
+	if a.pool != nil {
+		v.Queued = int(a.pool.queued.Load())
+		a.pool.mu.Lock()
+		defer a.pool.mu.Unlock()
 	}
 	interpState := stateNameServing
 	if v.State != stateNameServing {
@@ -92,8 +96,6 @@ func (a *app) view() instanceView {
 		onLoop = a.asgiRunning()
 	}
 	mono := monotonicNs()
-	a.pool.mu.Lock()
-	defer a.pool.mu.Unlock()
 	for _, in := range a.interps {
 		iv := interpView{ID: in.id, State: interpState, Threads: []threadView{}}
 		if in.ended {

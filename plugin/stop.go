@@ -62,7 +62,9 @@ func (a *app) stop() {
 		a.metrics.removeInstance(a)
 		return
 	}
-	a.pool.close()
+	if a.pool != nil {
+		a.pool.close()
+	}
 	// A replacement under way is started first: then none is missed.
 	a.recycleMu.Lock()
 	a.mu.RLock()

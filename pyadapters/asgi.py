@@ -521,7 +521,7 @@ class Server:
 
 
 def make_handler(
-    app: ASGIApp, options: dict[str, Any], shutdown_hooks: list[Callable[[], None]]
+    app: ASGIApp, options: dict[str, Any]
 ) -> tuple[Callable[[int, int], None], None]:
     def run(worker: int, efd: int) -> None:
         Server(

@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable
 
 import _vivarium
 
-_shutdown_hooks: list[Callable[[], None]] = []
 
 
 class AppError(Exception):
@@ -553,7 +552,7 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
         finally:
             if isolation == MAIN:
                 _remember_app_modules(before, cfg["working_dir"], cfg["venv"])
-        handler, base = adapter.make_handler(app, options, _shutdown_hooks)
+        handler, base = adapter.make_handler(app, options)
     except AppError as e:
         return str(e), e.refusal is not None or None, None
     except BaseException:
@@ -614,11 +613,6 @@ def shutdown() -> bool:
     that never returns would hang the thread that creates and ends every
     interpreter of the process. Such an interpreter is left alive instead.
     """
-    for hook in reversed(_shutdown_hooks):
-        try:
-            hook()
-        except BaseException:
-            _vivarium.log(_vivarium.LOG_ERROR, f"shutdown hook failed:\n{traceback.format_exc()}")
     sys.stdout.flush()
     sys.stderr.flush()
     import time

@@ -204,7 +204,7 @@ def _respond(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], respo
 
 
 def make_handler(
-    app: Callable[..., Iterable[bytes]], options: dict[str, Any], shutdown_hooks: list[Callable[[], None]]
+    app: Callable[..., Iterable[bytes]], options: dict[str, Any]
 ) -> tuple[Callable[[dict[str, Any], int], Answer], dict[str, Any]]:
     base: dict[str, Any] = {
         "wsgi.version": (1, 0),

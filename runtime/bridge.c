@@ -73,27 +73,6 @@ static PyObject *bridge_send(PyObject *mod, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
-/* readinto(token, buffer) -> int: at least one byte unless the body is done. */
-static PyObject *bridge_readinto(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (check_nargs("readinto", nargs, 2) < 0)
-        return NULL;
-    uint64_t token;
-    if (parse_token(args[0], &token) < 0)
-        return NULL;
-    Py_buffer buf;
-    if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE) < 0)
-        return NULL;
-    ptrdiff_t n;
-    Py_BEGIN_ALLOW_THREADS
-    VV_IN_GO(n = vvRead(token, buf.buf, (size_t)buf.len));
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&buf);
-    if (n < 0)
-        return unreadable(n);
-    return PyLong_FromSsize_t(n);
-}
-
 /* read(token, n) -> bytes: at most n bytes, b"" at the end of the body. */
 static PyObject *bridge_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -313,8 +292,6 @@ static PyMethodDef bridge_methods[] = {
      "send(token, head, body, flags): write part of a response."},
     {"read", (PyCFunction)(void (*)(void))bridge_read, METH_FASTCALL,
      "read(token, n): up to n bytes of the request body."},
-    {"readinto", (PyCFunction)(void (*)(void))bridge_readinto, METH_FASTCALL,
-     "readinto(token, buffer): fill buffer from the request body."},
     {"log", (PyCFunction)(void (*)(void))bridge_log, METH_FASTCALL,
      "log(kind, message): a line for Caddy's log (STDOUT, STDERR or ERROR)."},
     {NULL, NULL, 0, NULL},

@@ -131,7 +131,9 @@ int vv_runtime_init(const char *main_source, char **err)
     }
     /* Ending own-GIL interpreters that imported datetime in any order but reverse
      * creation order aborts the process unless the main interpreter imported it
-     * first (shared/notes/subinterpreters.md). Reloads end interpreters in any order. */
+     * first (glibc's "munmap_chunk(): invalid pointer", seen with 3.13); with
+     * it imported here every order was safe. Reloads end interpreters in any
+     * order. */
     PyObject *dt = PyImport_ImportModule("datetime");
     if (dt == NULL) {
         *err = vv_format_exception();
