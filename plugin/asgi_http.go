@@ -9,16 +9,20 @@ import (
 	"go.uber.org/zap"
 )
 
-// inlineBody is the largest body sent along with the request itself, sparing
-// the app a round trip for every small POST.
-const inlineBody = 64 << 10
-
 // serveASGI runs one HTTP request through the app's event loop; out gets
 // the status the app sent.
 func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome) error {
 	if isWebSocket(r) {
 		out.websocket = true
 		return p.serveWebSocket(w, r, out)
+	}
+	body, streamed, err := readInlineBody(r)
+	if err != nil {
+		return p.badBody(w, r, err)
+	}
+	if streamed {
+		// Let the app stream its response while it still reads the body.
+		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
 	a := p.app.Load()
 	q, err := a.newASGIRequest(r, false)
@@ -30,23 +34,6 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			q.release()
 		}
 	}()
-
-	// A small body travels with the request; a large or chunked one is read
-	// part by part as the app asks for it.
-	var body []byte
-	streamed := false
-	switch {
-	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
-	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
-		body = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return p.badBody(w, r, err)
-		}
-	default:
-		streamed = true
-		// Let the app stream its response while it still reads the body.
-		_ = http.NewResponseController(w).EnableFullDuplex()
-	}
 	// A response in one piece may be written by the loop itself
 	// (answerDirect): over HTTP/1, to a request whose body came with it.
 	// Lent before the request is posted: the loop may answer at once.
@@ -58,6 +45,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 		return p.unavailable(w, err)
 	}
 	direct = direct && q.loop.remote == nil
+	limit := a.cfg.controls.timeout
 
 	rc := http.NewResponseController(w)
 	ctxDone := r.Context().Done()
@@ -69,7 +57,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 			close(reader.wants)
 		}
 	}()
-	timeout := getTimer(a.cfg.controls.timeout)
+	timeout := getTimer(limit)
 	defer putTimer(timeout)
 	for {
 		if direct {
@@ -106,7 +94,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 		if direct && q.reclaim() {
 			return p.answeredDirect(q, out)
 		}
-		timeout.Reset(a.cfg.controls.timeout)
+		timeout.Reset(limit)
 		for _, m := range q.takeOut() {
 			switch m.kind {
 			case postWantBody:

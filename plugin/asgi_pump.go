@@ -166,11 +166,14 @@ func headLength(head []byte) int64 {
 	return -1
 }
 
-func (q *asgiRequest) takeOut() []outMsg {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	msgs := q.out
-	q.out = nil
+func (q *asgiRequest) takeOut() []outMsg { return takeAll(&q.mu, &q.out) }
+
+// takeAll empties a queue of messages under its lock and returns what it held.
+func takeAll[T any](mu *sync.Mutex, queue *[]T) []T {
+	mu.Lock()
+	defer mu.Unlock()
+	msgs := *queue
+	*queue = nil
 	return msgs
 }
 
@@ -249,6 +252,18 @@ func (a *app) pickLoop() (*loop, error) {
 		return nil, errTooBusy
 	}
 	return best, nil
+}
+
+// startASGI registers an HTTP request or WebSocket on the app's least busy
+// event loop and posts its first event (reopen moves it on when a restart
+// closed that loop meanwhile).
+func (p *Python) startASGI(r *http.Request, kind byte, fields []string) (*asgiRequest, error) {
+	a := p.app.Load()
+	q, err := a.newASGIRequest(r, kind == evWebSocket)
+	if err != nil {
+		return nil, err
+	}
+	return p.reopen(a, q, r, kind, fields)
 }
 
 func (a *app) newASGIRequest(r *http.Request, websocket bool) (*asgiRequest, error) {

@@ -49,3 +49,22 @@ func (p *Python) badBody(w http.ResponseWriter, r *http.Request, err error) erro
 	w.Header().Set("Connection", "close")
 	return caddyhttp.Error(status, err)
 }
+
+// inlineBody is the largest body sent along with the request itself, sparing
+// the app a round trip for every small POST.
+const inlineBody = 64 << 10
+
+// readInlineBody reads a body of known length up to inlineBody, which then
+// travels with the request; streamed tells that the body is larger or of
+// unknown length, and is read part by part as the app asks for it.
+func readInlineBody(r *http.Request) (body []byte, streamed bool, err error) {
+	switch {
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+		return nil, false, nil
+	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+		return body, false, err
+	}
+	return nil, true, nil
+}

@@ -109,32 +109,14 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if !d.AllArgs(&arg) {
 			return d.Errf("%s takes exactly one value", sub)
 		}
+		if field, check := p.checkedSetting(sub); field != nil {
+			if err := check(arg); err != nil {
+				return d.Err(err.Error())
+			}
+			*field = arg
+			continue
+		}
 		switch sub {
-		case "module_wsgi":
-			if err := checkModuleSpec(sub, arg); err != nil {
-				return d.Err(err.Error())
-			}
-			p.ModuleWSGI = arg
-		case "module_asgi":
-			if err := checkModuleSpec(sub, arg); err != nil {
-				return d.Err(err.Error())
-			}
-			p.ModuleASGI = arg
-		case "lifespan":
-			if err := checkOnOff(sub, arg); err != nil {
-				return d.Err(err.Error())
-			}
-			p.Lifespan = arg
-		case "websocket_compression":
-			if err := checkOnOff(sub, arg); err != nil {
-				return d.Err(err.Error())
-			}
-			p.WebSocketCompression = arg
-		case "isolation":
-			if err := checkIsolationName(arg); err != nil {
-				return d.Err(err.Error())
-			}
-			p.Isolation = arg
 		case "user":
 			p.User = arg
 		case "group":
@@ -143,11 +125,6 @@ func (p *Python) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.Venv = arg
 		case "working_dir":
 			p.WorkingDir = arg
-		case "script_name":
-			if err := checkScriptName(arg); err != nil {
-				return d.Err(err.Error())
-			}
-			p.ScriptName = arg
 		case "interpreters":
 			if err := p.Interpreters.parse(arg); err != nil {
 				return d.Errf("interpreters: %v", err)

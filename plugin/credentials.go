@@ -61,27 +61,24 @@ func credentials(userName, groupName string) (*syscall.Credential, []string, err
 }
 
 func lookupUser(name string) (*user.User, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		if _, numeric := strconv.ParseUint(name, 10, 32); numeric == nil {
-			u, err = user.LookupId(name)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("user %s: no such user on this machine (%v)", name, err)
-	}
-	return u, nil
+	return lookupID("user", name, user.Lookup, user.LookupId)
 }
 
 func lookupGroup(name string) (*user.Group, error) {
-	g, err := user.LookupGroup(name)
+	return lookupID("group", name, user.LookupGroup, user.LookupGroupId)
+}
+
+// lookupID finds a user or group by name, else by its number.
+func lookupID[T any](kind, name string, byName, byID func(string) (T, error)) (T, error) {
+	found, err := byName(name)
 	if err != nil {
 		if _, numeric := strconv.ParseUint(name, 10, 32); numeric == nil {
-			g, err = user.LookupGroupId(name)
+			found, err = byID(name)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("group %s: no such group on this machine (%v)", name, err)
+		var none T
+		return none, fmt.Errorf("%s %s: no such %s on this machine (%v)", kind, name, kind, err)
 	}
-	return g, nil
+	return found, nil
 }

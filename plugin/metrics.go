@@ -197,65 +197,36 @@ func statusClass(status int) int {
 	return status / 100
 }
 
-// Restarted counts a restart of the app's interpreters or processes, for
-// a reason such as "admin", "max_requests" or "crash".
-func (m *appMetrics) Restarted(reason string) {
+// update changes m's maps and lists under its lock; a nil m (an app started
+// without metrics, as in tests) records nothing.
+func (m *appMetrics) update(change func()) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
-	m.restarts[reason]++
+	change()
 	m.mu.Unlock()
 }
+
+// Restarted counts a restart of the app's interpreters or processes, for
+// a reason such as "admin", "max_requests" or "crash".
+func (m *appMetrics) Restarted(reason string) { m.update(func() { m.restarts[reason]++ }) }
 
 // TimedOut counts a request cut short by a limit of the app, of a kind
 // such as "request", "write" or "start".
-func (m *appMetrics) TimedOut(kind string) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	m.timeouts[kind]++
-	m.mu.Unlock()
-}
+func (m *appMetrics) TimedOut(kind string) { m.update(func() { m.timeouts[kind]++ }) }
 
 // ProcessStarted records a process serving the app: it counts in
 // vivarium_processes_up and its resident memory is read when scraped.
-func (m *appMetrics) ProcessStarted(pid int) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	m.processes[pid] = true
-	m.mu.Unlock()
-}
+func (m *appMetrics) ProcessStarted(pid int) { m.update(func() { m.processes[pid] = true }) }
 
 // ProcessExited records that a process of the app is gone.
-func (m *appMetrics) ProcessExited(pid int) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	delete(m.processes, pid)
-	m.mu.Unlock()
-}
+func (m *appMetrics) ProcessExited(pid int) { m.update(func() { delete(m.processes, pid) }) }
 
-func (m *appMetrics) addInstance(a *app) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	m.instances = append(m.instances, a)
-	m.mu.Unlock()
-}
+func (m *appMetrics) addInstance(a *app) { m.update(func() { m.instances = append(m.instances, a) }) }
 
 func (m *appMetrics) removeInstance(a *app) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	m.instances = slices.DeleteFunc(m.instances, func(b *app) bool { return b == a })
-	m.mu.Unlock()
+	m.update(func() { m.instances = slices.DeleteFunc(m.instances, func(b *app) bool { return b == a }) })
 }
 
 func (m *appMetrics) live() []*app {
@@ -282,16 +253,12 @@ var appsByName = caddy.NewUsagePool()
 func acquireMetrics(name string, h *Python) *appMetrics {
 	v, _, _ := appsByName.LoadOrNew(name, func() (caddy.Destructor, error) { return newAppMetrics(name), nil })
 	m := v.(*appMetrics)
-	m.mu.Lock()
-	m.handlers = append(m.handlers, h)
-	m.mu.Unlock()
+	m.update(func() { m.handlers = append(m.handlers, h) })
 	return m
 }
 
 func releaseMetrics(m *appMetrics, h *Python) {
-	m.mu.Lock()
-	m.handlers = slices.DeleteFunc(m.handlers, func(g *Python) bool { return g == h })
-	m.mu.Unlock()
+	m.update(func() { m.handlers = slices.DeleteFunc(m.handlers, func(g *Python) bool { return g == h }) })
 	_, _ = appsByName.Delete(m.name)
 }
 

@@ -332,15 +332,11 @@ func (p *Python) checkApp() error {
 	case p.ModuleWSGI != "" && p.ModuleASGI != "":
 		return errors.New("the block has both module_wsgi and module_asgi; one app per block")
 	}
-	for setting, value := range map[string]string{"module_wsgi": p.ModuleWSGI, "module_asgi": p.ModuleASGI} {
-		if err := checkModuleSpec(setting, value); err != nil {
-			return err
-		}
-	}
-	for _, err := range []error{checkOnOff("lifespan", p.Lifespan), checkOnOff("websocket_compression", p.WebSocketCompression),
-		checkIsolationName(p.Isolation), checkScriptName(p.ScriptName)} {
-		if err != nil {
-			return err
+	for _, rule := range settingRules {
+		if field, check := p.checkedSetting(rule.name); *field != "" {
+			if err := check(*field); err != nil {
+				return err
+			}
 		}
 	}
 	if p.Lifespan == "on" && p.ModuleASGI == "" {
@@ -352,32 +348,47 @@ func (p *Python) checkApp() error {
 	return nil
 }
 
-func checkOnOff(setting, value string) error {
-	if value != "" && value != "on" && value != "off" {
-		return fmt.Errorf("%s must be on or off, not %q", setting, value)
-	}
-	return nil
+// settingRules are the rules of the settings whose one value has a rule of
+// its own.
+var settingRules = []struct {
+	name  string
+	field func(*Python) *string
+	valid func(string) bool
+	want  string
+}{
+	{"module_wsgi", func(p *Python) *string { return &p.ModuleWSGI }, isModuleName, moduleNameWanted},
+	{"module_asgi", func(p *Python) *string { return &p.ModuleASGI }, isModuleName, moduleNameWanted},
+	{"lifespan", func(p *Python) *string { return &p.Lifespan }, isOnOff, "on or off"},
+	{"websocket_compression", func(p *Python) *string { return &p.WebSocketCompression }, isOnOff, "on or off"},
+	{"isolation", func(p *Python) *string { return &p.Isolation }, knownIsolation, isolationNames},
+	{"script_name", func(p *Python) *string { return &p.ScriptName }, isMountPath,
+		"a path that starts with / and does not end with /, like /api"},
 }
 
-func checkModuleSpec(setting, value string) error {
-	if !strings.Contains(value, ":") && strings.ContainsAny(value, "/\\") {
-		return fmt.Errorf(`%s wants a module name like "main:app", not a path; put the directory in working_dir`, setting)
+const moduleNameWanted = `a module name like "main:app", not a path: the directory goes in working_dir`
+
+// checkedSetting is where the setting of that name goes, and its rule; nil
+// for another setting.
+func (p *Python) checkedSetting(name string) (*string, func(string) error) {
+	for _, rule := range settingRules {
+		if rule.name == name {
+			return rule.field(p), func(v string) error {
+				if !rule.valid(v) {
+					return fmt.Errorf("%s must be %s; got %q", name, rule.want, v)
+				}
+				return nil
+			}
+		}
 	}
-	return nil
+	return nil, nil
 }
 
-func checkIsolationName(value string) error {
-	if value != "" && !knownIsolation(value) {
-		return fmt.Errorf("isolation must be %s, not %q", isolationNames, value)
-	}
-	return nil
-}
+func isModuleName(v string) bool { return strings.Contains(v, ":") || !strings.ContainsAny(v, "/\\") }
 
-func checkScriptName(value string) error {
-	if value != "" && (!strings.HasPrefix(value, "/") || strings.HasSuffix(value, "/")) {
-		return errors.New("script_name must start with / and not end with /, like /api")
-	}
-	return nil
+func isOnOff(v string) bool { return v == "on" || v == "off" }
+
+func isMountPath(v string) bool {
+	return v == "" || strings.HasPrefix(v, "/") && !strings.HasSuffix(v, "/")
 }
 
 // validateSettings checks the numbers, names and paths.

@@ -44,19 +44,11 @@ func headerHasToken(h http.Header, name, token string) bool {
 // messages both ways. An open socket costs two goroutines and an asyncio
 // task, never a thread.
 func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *outcome) error {
-	a := p.app.Load()
-	q, err := a.newASGIRequest(r, true)
+	q, err := p.startASGI(r, evWebSocket, scopeFields(r, p.ScriptName, nil, false))
 	if err != nil {
 		return p.unavailable(w, err)
 	}
-	defer func() {
-		if q != nil {
-			q.release()
-		}
-	}()
-	if q, err = p.reopen(a, q, r, evWebSocket, scopeFields(r, p.ScriptName, nil, false)); err != nil {
-		return p.unavailable(w, err)
-	}
+	defer q.release()
 
 	var conn *websocket.Conn
 	ctx, cancel := context.WithCancel(context.Background())
