@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
@@ -34,17 +32,11 @@ const (
 )
 
 func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "python-worker",
-		Short: "Runs one process of an `isolation process` app (Caddy starts it itself)",
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Hidden = true
-			cmd.RunE = func(*cobra.Command, []string) error {
-				os.Exit(runChild())
-				return nil
-			}
-		},
-	})
+	registerChildCommand("python-worker", "Runs one process of an `isolation process` app (Caddy starts it itself)",
+		func() error {
+			os.Exit(runChild())
+			return nil
+		})
 }
 
 // childConfig is what Caddy tells a child in its first frame.

@@ -22,8 +22,6 @@ import (
 	"time"
 	"unsafe"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,14 +32,7 @@ import (
 // parent still has a verdict: what was loading when the child died.
 
 func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "python-probe",
-		Short: "Starts a Python app for python-check, in a child process (internal)",
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Hidden = true
-			cmd.RunE = func(*cobra.Command, []string) error { return runProbeChild() }
-		},
-	})
+	registerChildCommand("python-probe", "Starts a Python app for python-check, in a child process (internal)", runProbeChild)
 }
 
 // probeRequest is what the parent hands the child on stdin.

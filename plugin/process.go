@@ -444,18 +444,12 @@ func writePart(w http.ResponseWriter, head, body []byte, logger *zap.Logger, hea
 // submit sends pr to the process with the fewest requests in flight among
 // those with a free thread, or queues it.
 func (pa *processApp) submit(pr *procRequest) error {
-	pa.mu.Lock()
-	if pa.closed {
-		pa.mu.Unlock()
-		return errClosed
+	if err := lockOpen(&pa.mu, &pa.closed); err != nil {
+		return err
 	}
-	var best *slot
-	for _, s := range pa.slots {
-		if s.cur.Load() != nil && s.inflight < pa.cfg.threads && (best == nil || s.inflight < best.inflight) {
-			best = s
-		}
-	}
-	if best != nil {
+	if best, ok := leastBusy(pa.slots, func(s *slot) (int, bool) {
+		return s.inflight, s.cur.Load() != nil && s.inflight < pa.cfg.threads
+	}); ok {
 		pr.state.Store(stateRunning)
 		c := best.assign(pr)
 		pa.mu.Unlock()

@@ -173,18 +173,12 @@ func wakeWorker(w *worker) { C.vv_worker_wake(w.c) }
 
 // submit hands req to an idle worker or queues it.
 func (p *pool) submit(req *request) error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return errClosed
+	if err := lockOpen(&p.mu, &p.closed); err != nil {
+		return err
 	}
-	var best *interpLoad
-	for _, in := range p.interps {
-		if !in.retired && len(in.idle) > 0 && in.busy < in.limit && (best == nil || in.busy < best.busy) {
-			best = in
-		}
-	}
-	if best != nil {
+	if best, ok := leastBusy(p.interps, func(in *interpLoad) (int, bool) {
+		return in.busy, !in.retired && len(in.idle) > 0 && in.busy < in.limit
+	}); ok {
 		w := best.take(req)
 		p.mu.Unlock()
 		p.wake(w)
@@ -375,6 +369,12 @@ func (p *pool) close() {
 		idle = append(idle, in.idle...)
 		in.idle = nil
 	}
+	p.exitIdle(idle)
+}
+
+// exitIdle tells idle workers to end their threads and wakes them. Caller
+// holds p.mu, which exitIdle releases.
+func (p *pool) exitIdle(idle []*worker) {
 	for _, w := range idle {
 		w.exit = true
 	}
@@ -382,6 +382,29 @@ func (p *pool) close() {
 	for _, w := range idle {
 		p.wake(w)
 	}
+}
+
+// lockOpen locks mu, unless what it guards is closed: then errClosed, with
+// mu not held.
+func lockOpen(mu *sync.Mutex, closed *bool) error {
+	mu.Lock()
+	if *closed {
+		mu.Unlock()
+		return errClosed
+	}
+	return nil
+}
+
+// leastBusy is the item of lowest load among those open to one more
+// request; ok is false when none is.
+func leastBusy[T any](items []T, load func(T) (n int, open bool)) (best T, ok bool) {
+	least := 0
+	for _, it := range items {
+		if n, open := load(it); open && (!ok || n < least) {
+			best, least, ok = it, n, true
+		}
+	}
+	return best, ok
 }
 
 // addInterp adds a pool slot for a new interpreter (recycle.go) and returns
@@ -401,11 +424,5 @@ func (p *pool) retire(i int) {
 	in.retired = true
 	idle := in.idle
 	in.idle = nil
-	for _, w := range idle {
-		w.exit = true
-	}
-	p.mu.Unlock()
-	for _, w := range idle {
-		p.wake(w)
-	}
+	p.exitIdle(idle)
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"os"
 	"os/exec"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 )
 
 // selfArgv runs this program again, up to where a caddy command line starts:
@@ -33,4 +36,17 @@ func selfArgs(args ...string) []string {
 		return append(append([]string(nil), selfArgv...), args...)
 	}
 	return append([]string{os.Args[0]}, args...)
+}
+
+// registerChildCommand adds a caddy command that only this program runs
+// itself in a child (selfCommand); it is hidden from caddy help.
+func registerChildCommand(name, short string, run func() error) {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  name,
+		Short: short,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Hidden = true
+			cmd.RunE = func(*cobra.Command, []string) error { return run() }
+		},
+	})
 }

@@ -37,37 +37,53 @@ static int check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
     return -1;
 }
 
-static int parse_token(PyObject *o, uint64_t *token)
+/* The arguments of a call about one request: want of them, the token first. */
+static int token_call(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, uint64_t *token)
 {
-    *token = PyLong_AsUnsignedLongLong(o);
+    if (check_nargs(name, nargs, want) < 0)
+        return -1;
+    *token = PyLong_AsUnsignedLongLong(args[0]);
     return (*token == (uint64_t)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* What send() and post() take after their first arguments: a head (bytes or
+ * None), a body (any bytes-like object) and flags. On success the body's
+ * buffer is held: release it with PyBuffer_Release(&part->body). */
+typedef struct bridge_part {
+    char *head;
+    size_t head_len;
+    Py_buffer body;
+    int flags;
+} bridge_part;
+
+static int parse_part(PyObject *const *args, const char *head_name, bridge_part *part)
+{
+    if (args[0] != Py_None && !PyBytes_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes or None", head_name);
+        return -1;
+    }
+    part->flags = PyLong_AsInt(args[2]);
+    if (part->flags == -1 && PyErr_Occurred())
+        return -1;
+    if (PyObject_GetBuffer(args[1], &part->body, PyBUF_SIMPLE) < 0)
+        return -1;
+    part->head = args[0] == Py_None ? NULL : PyBytes_AS_STRING(args[0]);
+    part->head_len = args[0] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[0]);
+    return 0;
 }
 
 /* send(token, head: bytes | None, body: bytes-like, flags: int) -> None */
 static PyObject *bridge_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("send", nargs, 4) < 0)
-        return NULL;
     uint64_t token;
-    if (parse_token(args[0], &token) < 0)
+    bridge_part part;
+    if (token_call("send", args, nargs, 4, &token) < 0 || parse_part(args + 1, "head", &part) < 0)
         return NULL;
-    if (args[1] != Py_None && !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "head must be bytes or None");
-        return NULL;
-    }
-    int flags = PyLong_AsInt(args[3]);
-    if (flags == -1 && PyErr_Occurred())
-        return NULL;
-    Py_buffer body;
-    if (PyObject_GetBuffer(args[2], &body, PyBUF_SIMPLE) < 0)
-        return NULL;
-    char *head = args[1] == Py_None ? NULL : PyBytes_AS_STRING(args[1]);
-    size_t head_len = args[1] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[1]);
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    VV_IN_GO(rc = vvSend(token, head, head_len, body.buf, (size_t)body.len, flags));
+    VV_IN_GO(rc = vvSend(token, part.head, part.head_len, part.body.buf, (size_t)part.body.len, part.flags));
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&body);
+    PyBuffer_Release(&part.body);
     if (rc < 0)
         return disconnected();
     Py_RETURN_NONE;
@@ -76,10 +92,8 @@ static PyObject *bridge_send(PyObject *mod, PyObject *const *args, Py_ssize_t na
 /* read(token, n) -> bytes: at most n bytes, b"" at the end of the body. */
 static PyObject *bridge_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("read", nargs, 2) < 0)
-        return NULL;
     uint64_t token;
-    if (parse_token(args[0], &token) < 0)
+    if (token_call("read", args, nargs, 2, &token) < 0)
         return NULL;
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
     if (size == -1 && PyErr_Occurred())
@@ -200,30 +214,17 @@ error:
  * 0 go on, 1 wait for the resume event, -1 the client is gone. */
 static PyObject *bridge_post(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("post", nargs, 5) < 0)
-        return NULL;
     uint64_t token;
-    if (parse_token(args[0], &token) < 0)
+    if (token_call("post", args, nargs, 5, &token) < 0)
         return NULL;
     int kind = PyLong_AsInt(args[1]);
-    if (kind == -1 && PyErr_Occurred())
+    bridge_part part;
+    if ((kind == -1 && PyErr_Occurred()) || parse_part(args + 2, "a", &part) < 0)
         return NULL;
-    if (args[2] != Py_None && !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "a must be bytes or None");
-        return NULL;
-    }
-    int flags = PyLong_AsInt(args[4]);
-    if (flags == -1 && PyErr_Occurred())
-        return NULL;
-    Py_buffer b;
-    if (PyObject_GetBuffer(args[3], &b, PyBUF_SIMPLE) < 0)
-        return NULL;
-    char *a = args[2] == Py_None ? NULL : PyBytes_AS_STRING(args[2]);
-    size_t a_len = args[2] == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(args[2]);
     /* Go only queues a copy: no need to release the GIL for that. */
     int rc;
-    VV_IN_GO(rc = vvPost(token, kind, a, a_len, b.buf, (size_t)b.len, flags));
-    PyBuffer_Release(&b);
+    VV_IN_GO(rc = vvPost(token, kind, part.head, part.head_len, part.body.buf, (size_t)part.body.len, part.flags));
+    PyBuffer_Release(&part.body);
     return PyLong_FromLong(rc);
 }
 
@@ -250,10 +251,8 @@ static PyObject *bridge_ready(PyObject *mod, PyObject *const *args, Py_ssize_t n
  * ends, for the death notice. */
 static PyObject *bridge_begin(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("begin", nargs, 2) < 0)
-        return NULL;
     uint64_t token;
-    if (parse_token(args[0], &token) < 0)
+    if (token_call("begin", args, nargs, 2, &token) < 0)
         return NULL;
     Py_ssize_t len;
     const char *desc = PyUnicode_Check(args[1]) ? PyUnicode_AsUTF8AndSize(args[1], &len) : NULL;
@@ -268,10 +267,8 @@ static PyObject *bridge_begin(PyObject *mod, PyObject *const *args, Py_ssize_t n
 
 static PyObject *bridge_end(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("end", nargs, 1) < 0)
-        return NULL;
     uint64_t token;
-    if (parse_token(args[0], &token) < 0)
+    if (token_call("end", args, nargs, 1, &token) < 0)
         return NULL;
     vv_crash_end(token);
     Py_RETURN_NONE;
