@@ -43,14 +43,14 @@ type appConfig struct {
 // worker threads and the scheduler in front of them. A config reload starts a
 // new instance and stops the old one.
 type app struct {
-	id      uint64
-	cfg     appConfig
-	logger  *zap.Logger
-	pool    *pool          // WSGI in this process only: the queue and its scheduler
-	interps []*interpreter // guarded by mu: recycling replaces them
-	metrics *appMetrics
-	started time.Time
-	state   atomic.Int32 // appStarting ... appEnded
+	id        uint64
+	cfg       appConfig
+	logger    *zap.Logger
+	pool      *pool          // WSGI in this process only: the queue and its scheduler
+	interps   []*interpreter // guarded by mu: recycling replaces them
+	metrics   *appMetrics
+	startedAt time.Time
+	state     atomic.Int32 // appStarting ... appEnded
 	// Held to read a live interpreter's C half (snapshot.go), and to change
 	// interps.
 	mu sync.RWMutex
@@ -89,12 +89,12 @@ var (
 func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 	cfg.controls = cfg.controls.withDefaults()
 	a := &app{
-		id:      appSeq.Add(1),
-		cfg:     cfg,
-		logger:  logger,
-		metrics: cfg.metrics,
-		started: time.Now(),
-		done:    make(chan struct{}),
+		id:        appSeq.Add(1),
+		cfg:       cfg,
+		logger:    logger,
+		metrics:   cfg.metrics,
+		startedAt: time.Now(),
+		done:      make(chan struct{}),
 	}
 	if cfg.kind == "wsgi" && cfg.isolation != isolationProcessCode {
 		a.pool = newPool(cfg.interpreters, cfg.maxQueue)

@@ -31,7 +31,7 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 	}
 	defer func() {
 		if q != nil {
-			q.release()
+			q.unregister()
 		}
 	}()
 	// A response in one piece may be written by the loop itself

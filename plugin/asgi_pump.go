@@ -279,7 +279,7 @@ func (a *app) newASGIRequest(r *http.Request, websocket bool) (*asgiRequest, err
 	return q, nil
 }
 
-func (q *asgiRequest) release() {
+func (q *asgiRequest) unregister() {
 	if h := q.loop.host; h != nil {
 		h.served()
 	}

@@ -93,7 +93,7 @@ func vvServe(cw *C.vv_worker, head *C.char, headLen C.size_t, body *C.char, body
 		w.seq++
 		cw.seq = C.uint32_t(w.seq)
 		w.cur = req
-		req.started(w)
+		req.runningOn(w)
 		return 1
 	}
 }
@@ -166,7 +166,7 @@ func vvPoll(id C.int, buf **C.char, n *C.size_t) C.int {
 	}
 	cw := w.c
 	size := -1
-	w.loop.take(func(events []byte) {
+	w.loop.drainInbox(func(events []byte) {
 		if C.vv_worker_reserve(cw, C.size_t(len(events))) == 0 {
 			copy(unsafe.Slice((*byte)(unsafe.Pointer(cw.buf)), len(events)), events)
 			size = len(events)

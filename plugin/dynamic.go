@@ -129,7 +129,7 @@ type tenant struct {
 	lastUsed atomic.Int64 // unix ns
 }
 
-func (t *tenant) started() bool {
+func (t *tenant) settled() bool {
 	select {
 	case <-t.ready:
 		return true
@@ -277,9 +277,9 @@ func (d *dynamicApps) resolve(r *http.Request) (tenantSpec, string, error) {
 	return spec, key, nil
 }
 
-// get finds or starts the tenant r belongs to. Call release when the request
+// get finds or starts the tenant r belongs to. Call done when the request
 // is done.
-func (d *dynamicApps) get(w http.ResponseWriter, r *http.Request) (tp *Python, release func(), err error) {
+func (d *dynamicApps) get(w http.ResponseWriter, r *http.Request) (tp *Python, done func(), err error) {
 	spec, key, err := d.resolve(r)
 	if err != nil {
 		d.logger.Warn("request names no valid dynamic app", zap.String("uri", requestURI(r)), zap.Error(err))
@@ -291,7 +291,7 @@ func (d *dynamicApps) get(w http.ResponseWriter, r *http.Request) (tp *Python, r
 		return nil, nil, d.p.unavailable(w, errClosed)
 	}
 	t := d.tenants[key]
-	if t != nil && t.started() && t.err != nil && time.Since(t.failedAt) >= dynamicRetry {
+	if t != nil && t.settled() && t.err != nil && time.Since(t.failedAt) >= dynamicRetry {
 		delete(d.tenants, key)
 		t = nil
 	}
@@ -307,7 +307,7 @@ func (d *dynamicApps) get(w http.ResponseWriter, r *http.Request) (tp *Python, r
 	t.inflight.Add(1)
 	t.lastUsed.Store(time.Now().UnixNano())
 	d.mu.Unlock()
-	release = func() {
+	done = func() {
 		t.lastUsed.Store(time.Now().UnixNano())
 		t.inflight.Add(-1)
 	}
@@ -317,14 +317,14 @@ func (d *dynamicApps) get(w http.ResponseWriter, r *http.Request) (tp *Python, r
 	select {
 	case <-t.ready:
 	case <-r.Context().Done():
-		release()
+		done()
 		return nil, nil, r.Context().Err()
 	}
 	if t.err != nil {
-		release()
+		done()
 		return nil, nil, caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("dynamic app %s failed to load: %w", t.desc, t.err))
 	}
-	return t.p, release, nil
+	return t.p, done, nil
 }
 
 // start loads a new tenant's app (on its first request's goroutine, which
@@ -411,7 +411,7 @@ func validateTenant(cfg appConfig) error {
 func (d *dynamicApps) evictLocked() bool {
 	var lru *tenant
 	for _, t := range d.tenants {
-		if !t.started() || t.inflight.Load() > 0 {
+		if !t.settled() || t.inflight.Load() > 0 {
 			continue
 		}
 		if lru == nil || t.lastUsed.Load() < lru.lastUsed.Load() {
@@ -455,7 +455,7 @@ func (d *dynamicApps) sweep() {
 		case now := <-tick.C:
 			d.mu.Lock()
 			for _, t := range d.tenants {
-				if !t.started() || t.inflight.Load() > 0 {
+				if !t.settled() || t.inflight.Load() > 0 {
 					continue
 				}
 				if t.err != nil {
@@ -479,7 +479,7 @@ func (d *dynamicApps) restart(reason string) (restartResult, error) {
 	d.mu.Lock()
 	var running []*Python
 	for _, t := range d.tenants {
-		if t.started() && t.p != nil {
+		if t.settled() && t.p != nil {
 			running = append(running, t.p)
 		}
 	}

@@ -125,9 +125,9 @@ func (l *loop) notify(needed bool) {
 	}
 }
 
-// take hands every pending event to fill (which copies them into C memory)
-// and empties the inbox.
-func (l *loop) take(fill func([]byte)) {
+// drainInbox hands every pending event to fill (which copies them into C
+// memory, or into a frame to a child) and empties the inbox.
+func (l *loop) drainInbox(fill func([]byte)) {
 	l.mu.Lock()
 	binary.LittleEndian.PutUint32(l.events[:4], l.count)
 	fill(l.events)

@@ -511,11 +511,11 @@ func (p *Python) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	defer func() { p.metrics.account(&out, err, start) }()
 	target := p
 	if p.dynamic != nil {
-		var release func()
-		if target, release, err = p.dynamic.get(w, r); err != nil {
+		var done func()
+		if target, done, err = p.dynamic.get(w, r); err != nil {
 			return err
 		}
-		defer release()
+		defer done()
 	}
 	if procs := target.app.Load().procs; procs != nil {
 		return procs.serveHTTP(target, w, r, &out)

@@ -272,27 +272,15 @@ func (pr *procRequest) push(m procMsg) {
 	}
 }
 
-func (pr *procRequest) take() []procMsg {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	m := pr.msgs
-	pr.msgs = nil
-	return m
-}
+func (pr *procRequest) takeOut() []procMsg { return takeAll(&pr.mu, &pr.msgs) }
 
 func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Request, out *outcome) error {
 	pr := &procRequest{id: procSeq.Add(1), r: r, signal: make(chan struct{}, 1)}
 	pr.envBuf = envPool.Get().(*[]byte)
 	pr.env = buildEnviron((*pr.envBuf)[:0], r, p.ScriptName)
-	switch {
-	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
-	case r.ContentLength > 0 && r.ContentLength <= inlineBody:
-		pr.body = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, pr.body); err != nil {
-			return p.badBody(w, r, err)
-		}
-	default:
-		pr.more = true
+	var err error
+	if pr.body, pr.more, err = readInlineBody(r); err != nil {
+		return p.badBody(w, r, err)
 	}
 	if err := pa.submit(pr); err != nil {
 		return p.unavailable(w, err)
@@ -338,7 +326,7 @@ func (pa *processApp) serveWSGI(p *Python, w http.ResponseWriter, r *http.Reques
 			return pa.timedOut(p, pr, r, headerSent)
 		}
 		timer.Reset(ctl.timeout)
-		for _, m := range pr.take() {
+		for _, m := range pr.takeOut() {
 			switch m.typ {
 			case frRead:
 				go pa.readBody(pr, m.n)
@@ -604,7 +592,7 @@ func (s *slot) pump() {
 		return
 	}
 	var batch []byte
-	s.loop.take(func(events []byte) {
+	s.loop.drainInbox(func(events []byte) {
 		batch = append([]byte(nil), events...)
 	})
 	if binary.LittleEndian.Uint32(batch) == 0 || !c.adopt(batch) {

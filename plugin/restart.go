@@ -134,7 +134,7 @@ func (p *Python) submit(req *request) error {
 // the request starts over on the instance that replaced a.
 func (p *Python) reopen(a *app, q *asgiRequest, r *http.Request, kind byte, fields []string) (*asgiRequest, error) {
 	for !q.loop.open(kind, q.token, fields...) {
-		q.release()
+		q.unregister()
 		next := p.app.Load()
 		if next == a {
 			return nil, errClosed

@@ -68,14 +68,14 @@ const (
 
 // worker is the Go side of one C worker thread.
 type worker struct {
-	id     int
-	c      *C.vv_worker // its C half
-	loop   *loop        // ASGI: the event loop this thread runs; nil for WSGI
-	pool   *pool
-	interp *interpLoad
-	cur    *request // the request the thread is running
-	seq    uint32
-	host   *interpreter // the interpreter it runs in
+	id    int
+	c     *C.vv_worker // its C half
+	loop  *loop        // ASGI: the event loop this thread runs; nil for WSGI
+	pool  *pool
+	sched *schedInterp // its interpreter, as the scheduler counts it
+	cur   *request     // the request the thread is running
+	seq   uint32
+	host  *interpreter // the interpreter it runs in
 
 	// Writing the last part of a response (request.finish): since when, and
 	// how long all such writes took, for inPython.
@@ -86,13 +86,13 @@ type worker struct {
 	assigned *request // handed over while the thread slept
 	exit     bool
 	busy     bool          // counted in interp.busy
-	started  bool          // its thread has called in: its C half is ready to be sampled
+	calledIn bool          // its thread has called in: its C half is ready to be sampled
 	exited   bool          // told to end its thread
 	running  *http.Request // what it runs, for the admin API
 }
 
-// interpLoad tracks one interpreter's workers and how many requests it may run.
-type interpLoad struct {
+// schedInterp tracks one interpreter's workers and how many requests it may run.
+type schedInterp struct {
 	busy     int
 	idle     []*worker
 	workers  []*worker
@@ -113,7 +113,7 @@ type interpLoad struct {
 
 type pool struct {
 	mu       sync.Mutex
-	interps  []*interpLoad
+	interps  []*schedInterp
 	queue    []*request // FIFO; head at queue[0]
 	maxQueue int
 	closed   bool
@@ -133,7 +133,7 @@ var epoch = time.Now()
 func newPool(interpreters, maxQueue int) *pool {
 	p := &pool{
 		maxQueue: maxQueue,
-		interps:  make([]*interpLoad, interpreters),
+		interps:  make([]*schedInterp, interpreters),
 		wake:     wakeWorker,
 		demand:   workerDemand,
 		inPython: workerInPython,
@@ -141,7 +141,7 @@ func newPool(interpreters, maxQueue int) *pool {
 		after:    func(f func()) { time.AfterFunc(tickInterval, f) },
 	}
 	for i := range p.interps {
-		p.interps[i] = &interpLoad{limit: 1}
+		p.interps[i] = &schedInterp{limit: 1}
 	}
 	return p
 }
@@ -151,7 +151,7 @@ func (p *pool) addWorker(i int, w *worker) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	in := p.interps[i]
-	w.pool, w.interp = p, in
+	w.pool, w.sched = p, in
 	in.workers = append(in.workers, w)
 }
 
@@ -176,10 +176,10 @@ func (p *pool) submit(req *request) error {
 	if err := lockOpen(&p.mu, &p.closed); err != nil {
 		return err
 	}
-	if best, ok := leastBusy(p.interps, func(in *interpLoad) (int, bool) {
+	if best, ok := leastBusy(p.interps, func(in *schedInterp) (int, bool) {
 		return in.busy, !in.retired && len(in.idle) > 0 && in.busy < in.limit
 	}); ok {
-		w := best.take(req)
+		w := best.assign(req)
 		p.mu.Unlock()
 		p.wake(w)
 		return nil
@@ -220,9 +220,9 @@ func (p *pool) pop() *request {
 	return req
 }
 
-// take assigns req to one of the interpreter's idle workers and returns it,
+// assign gives req to one of the interpreter's idle workers and returns it,
 // to be woken. Caller holds pool.mu.
-func (in *interpLoad) take(req *request) *worker {
+func (in *schedInterp) assign(req *request) *worker {
 	w := in.idle[len(in.idle)-1]
 	in.idle = in.idle[:len(in.idle)-1]
 	in.busy++
@@ -245,18 +245,18 @@ const (
 func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w.started = true
+	w.calledIn = true
 	w.running = nil
 	if req := w.assigned; req != nil {
 		w.assigned = nil
 		if req.state.CompareAndSwap(stateQueued, stateRunning) {
 			w.running = req.r
-			w.interp.requests++
+			w.sched.requests++
 			return req, nextRun
 		}
 		// Its client left between hand-off and wake-up.
 	}
-	in := w.interp
+	in := w.sched
 	if w.busy {
 		in.busy--
 		w.busy = false
@@ -282,7 +282,7 @@ func (p *pool) next(w *worker, gilWait int64) (*request, int) {
 // finished adds a finished request's GIL wait to the window and, at the
 // window's end, lowers the limit by the number of requests that were on
 // average queueing for the GIL, rounded.
-func (in *interpLoad) finished(gilWait, now int64) {
+func (in *schedInterp) finished(gilWait, now int64) {
 	in.gilWait += gilWait
 	elapsed := now - in.windowStart
 	if elapsed < int64(gilWindow) {
@@ -301,7 +301,7 @@ func (in *interpLoad) finished(gilWait, now int64) {
 // so it raises the limit and hands it queued requests.
 func (p *pool) tick() {
 	p.mu.Lock()
-	var held []*interpLoad
+	var held []*schedInterp
 	var sample [][]*worker
 	if len(p.queue) > 0 {
 		for _, in := range p.interps {
@@ -309,7 +309,7 @@ func (p *pool) tick() {
 				held = append(held, in)
 				var ws []*worker
 				for _, w := range in.workers {
-					if w.started {
+					if w.calledIn {
 						ws = append(ws, w)
 					}
 				}
@@ -347,7 +347,7 @@ func (p *pool) tick() {
 		if running > 0 && 2*wanted < running && in.limit < len(in.workers) {
 			in.limit++
 			for in.busy < in.limit && len(in.idle) > 0 && len(p.queue) > 0 {
-				wake = append(wake, in.take(p.pop()))
+				wake = append(wake, in.assign(p.pop()))
 			}
 		}
 	}
@@ -412,7 +412,7 @@ func leastBusy[T any](items []T, load func(T) (n int, open bool)) (best T, ok bo
 func (p *pool) addInterp() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.interps = append(p.interps, &interpLoad{limit: 1})
+	p.interps = append(p.interps, &schedInterp{limit: 1})
 	return len(p.interps) - 1
 }
 

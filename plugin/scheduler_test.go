@@ -81,7 +81,7 @@ func TestSubmitSpreadsOverInterpretersBeforeThreads(t *testing.T) {
 	if p.interps[0].busy != 1 || p.interps[1].busy != 1 {
 		t.Fatalf("two requests should land on two interpreters, busy = %d, %d", p.interps[0].busy, p.interps[1].busy)
 	}
-	if len(*woken) != 2 || (*woken)[0].interp == (*woken)[1].interp {
+	if len(*woken) != 2 || (*woken)[0].sched == (*woken)[1].sched {
 		t.Fatal("one worker of each interpreter should have been woken")
 	}
 }

@@ -80,7 +80,7 @@ func (a *app) view() instanceView {
 		Instance: a.id,
 		State:    appStateNames[a.state.Load()],
 		Kind:     a.cfg.kind,
-		Started:  a.started,
+		Started:  a.startedAt,
 	}
 	if a.pool != nil {
 		v.Queued = int(a.pool.queued.Load())
@@ -115,7 +115,7 @@ func (a *app) view() instanceView {
 			continue
 		}
 		if len(in.workers) > 0 {
-			load := in.workers[0].interp
+			load := in.workers[0].sched
 			iv.Limit, iv.Requests, iv.Busy = load.limit, load.requests, load.busy
 			iv.Idle = len(load.workers) - load.busy
 			v.InFlight += load.busy
@@ -144,7 +144,7 @@ func (w *worker) view(ended bool, mono int64) threadView {
 	switch {
 	case w.exited:
 		return threadView{State: "exited"}
-	case !w.started:
+	case !w.calledIn:
 		return threadView{State: "starting"}
 	case !w.busy:
 		return threadView{State: "idle"}

@@ -55,7 +55,7 @@ func putTimer(t *time.Timer) {
 }
 
 // started records, on the worker's thread, that w now runs the request.
-func (req *request) started(w *worker) {
+func (req *request) runningOn(w *worker) {
 	req.mu.Lock()
 	req.worker, req.seq = w, w.seq
 	req.mu.Unlock()

@@ -48,7 +48,7 @@ func (p *Python) serveWebSocket(w http.ResponseWriter, r *http.Request, out *out
 	if err != nil {
 		return p.unavailable(w, err)
 	}
-	defer q.release()
+	defer q.unregister()
 
 	var conn *websocket.Conn
 	ctx, cancel := context.WithCancel(context.Background())
