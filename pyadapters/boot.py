@@ -566,20 +566,21 @@ def boot(cfg: dict[str, Any]) -> tuple[str | None, Any, Any]:
 REQUEST_CODES: set[Any] = set()
 
 
-def header_block(headers: Iterable[tuple[bytes, bytes]], status: bytes | None = None) -> bytes:
+def header_block(headers: Iterable[tuple[Any, Any]], status: Any = None) -> bytes:
     """Headers as Go reads them (plugin/headers.go): name, value, name, value
-    ... each ended by NUL but the last, after the status in a response head."""
-    parts = [] if status is None else [status]
+    ... each ended by NUL but the last, after the status in a response head.
+    WSGI gives str (latin-1), ASGI bytes; joined as given, then encoded once."""
+    fields = [] if status is None else [status]
     for name, value in headers:
-        parts.append(bytes(name))
-        parts.append(bytes(value))
-    block = b"\0".join(parts)
-    if block.count(0) != max(len(parts) - 1, 0):
+        fields.append(name)
+        fields.append(value)
+    if fields and isinstance(fields[0], str):
+        block = "\0".join(fields).encode("latin-1")
+    else:
+        block = b"\0".join(fields)
+    if block.count(0) != max(len(fields) - 1, 0):
         raise ValueError("a response header contains a NUL byte")
     return block
-
-# How many innermost frames where() shows.
-STACK_LIMIT = 30
 
 
 def where(frame: Any, token: int) -> tuple[str, bool, bool]:

@@ -155,10 +155,7 @@ class Response:
         """Status and headers as Go reads them: NUL-separated, latin-1."""
         if self.status is None:
             raise AssertionError("the app returned a body before calling start_response()")
-        head = header_block(
-            ((name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers),
-            self.status.encode("latin-1"),
-        )
+        head = header_block(self.headers, self.status)
         self.sent = True
         return head
 

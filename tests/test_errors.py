@@ -2,6 +2,7 @@
 nothing else; at start-up they stop `caddy run` with the app and the Python error."""
 
 import uuid
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ def server(caddy_launcher):
     body = "\n".join(
         [
             python_block("/err/*", "errors_app:app", working_dir=app_dir("errors")),
+            python_block("/raw/*", module_asgi="raw_app:app", working_dir=app_dir("asgi_raw")),
             python_block("/other/*", "probe:app", working_dir=app_dir("probe")),
         ]
     )
@@ -22,8 +24,30 @@ def server(caddy_launcher):
     caddy.stop()
 
 
-def assert_both_apps_serve(server):
+@dataclass(frozen=True)
+class Failing:
+    """An app's routes that raise, and what it raises with."""
+
+    before: str  # raises before the response starts
+    after: str  # raises after the head and a first part went out
+    before_message: str
+    after_message: str
+    before_function: str
+    after_function: str
+
+
+FAILING = {
+    "wsgi": Failing("/err/raise", "/err/raise_after_headers", "vivarium-test-error before headers",
+                    "vivarium-test-error after headers", "explode_before_headers", "_late_failure"),
+    "asgi": Failing("/raw/raise", "/raw/raise_after", "vivarium-asgi-error before start",
+                    "vivarium-asgi-error after start", "explode_before_start", "explode_after_start"),
+}
+kinds = pytest.mark.parametrize("kind", FAILING)
+
+
+def assert_all_apps_serve(server):
     assert server.get("/err/fine").content == b"fine"
+    assert server.get_json("/raw/info")["pid"] == server.pid
     assert server.get_json("/other/info")["pid"] == server.pid
     assert server.alive()
 
@@ -31,36 +55,42 @@ def assert_both_apps_serve(server):
 # ------------------------------------------------------------------ at run time
 
 
-def test_an_exception_before_the_headers_gives_500_and_a_logged_traceback(server):
+@kinds
+def test_an_exception_before_the_response_starts_gives_500_and_a_logged_traceback(server, kind):
+    app = FAILING[kind]
     token = uuid.uuid4().hex
-    response = server.get("/err/raise", params={"token": token})
+    response = server.get(app.before, params={"token": token})
     assert response.status_code == 500
     assert token not in response.text, "the traceback must not be sent to the client"
 
-    message = f"vivarium-test-error before headers {token}"
+    message = f"{app.before_message} {token}"
     assert server.wait_for_log(message), f"{message!r} not in the log:\n{server.log_text()[-4000:]}"
     log = server.log_text()
     assert "Traceback (most recent call last)" in log
-    assert "in explode_before_headers" in log, "the traceback lacks the raising function"
+    assert f"in {app.before_function}" in log, "the traceback lacks the raising function"
     assert "ValueError" in log
-    assert_both_apps_serve(server)
+    assert_all_apps_serve(server)
 
 
-def test_an_exception_after_the_headers_aborts_the_connection(server):
+@kinds
+def test_an_exception_after_the_response_started_aborts_the_connection(server, kind):
+    app = FAILING[kind]
     token = uuid.uuid4().hex
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        with server.client.stream("GET", "/err/raise_after_headers", params={"token": token}) as r:
-            assert r.status_code == 200  # headers were already on the wire
+        with server.client.stream("GET", app.after, params={"token": token}) as r:
+            assert r.status_code == 200  # the head was already on the wire
             r.read()  # must not end as if the body were complete
-    message = f"vivarium-test-error after headers {token}"
+    message = f"{app.after_message} {token}"
     assert server.wait_for_log(message), f"{message!r} not in the log:\n{server.log_text()[-4000:]}"
-    assert_both_apps_serve(server)
+    assert f"in {app.after_function}" in server.log_text()
+    assert_all_apps_serve(server)
 
 
-def test_many_failing_requests_leave_the_process_serving(server):
+@kinds
+def test_many_failing_requests_leave_the_process_serving(server, kind):
     for _ in range(20):
-        assert server.get("/err/raise", params={"token": "repeat"}).status_code == 500
-    assert_both_apps_serve(server)
+        assert server.get(FAILING[kind].before, params={"token": "repeat"}).status_code == 500
+    assert_all_apps_serve(server)
 
 
 # ------------------------------------------------------------------ at start-up
