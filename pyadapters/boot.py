@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable
 import _vivarium
 
 
-
 class AppError(Exception):
     """A start-up failure with a message meant for the person running Caddy;
     `refusal` when an extension module refused the app's interpreter."""
@@ -581,6 +580,10 @@ def header_block(headers: Iterable[tuple[Any, Any]], status: Any = None) -> byte
     if block.count(0) != max(len(fields) - 1, 0):
         raise ValueError("a response header contains a NUL byte")
     return block
+
+
+# How many innermost frames where() shows.
+STACK_LIMIT = 30
 
 
 def where(frame: Any, token: int) -> tuple[str, bool, bool]:
