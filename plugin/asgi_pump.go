@@ -114,7 +114,7 @@ func (q *asgiRequest) reclaim() bool {
 // directWait, past which the connection is cut. Caller holds mu.
 func (q *asgiRequest) answerDirect(m outMsg) bool {
 	w := q.lent
-	if w == nil || m.kind != postHTTP || m.flags&1 != 0 || m.a == nil || len(m.b) > directBody ||
+	if w == nil || m.kind != postHTTP || m.flags&flagMore != 0 || m.a == nil || len(m.b) > directBody ||
 		q.loop.active.Load() > 1 || headLength(m.a) != int64(len(m.b)) {
 		return false
 	}
