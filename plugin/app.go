@@ -100,16 +100,11 @@ func startApp(cfg appConfig, logger *zap.Logger) (*app, error) {
 		a.pool = newPool(cfg.interpreters, cfg.maxQueue)
 	}
 	apps.Store(a.id, a)
+	start := a.startInterpreters
 	if cfg.isolation == isolationProcessCode {
-		if err := a.startProcesses(); err != nil {
-			a.stop()
-			return nil, err
-		}
-		a.state.Store(appServing)
-		a.metrics.addInstance(a)
-		return a, nil
+		start = a.startProcesses
 	}
-	if err := a.startInterpreters(); err != nil {
+	if err := start(); err != nil {
 		a.stop()
 		return nil, err
 	}
