@@ -122,8 +122,8 @@ const (
 	refusePythonPath = "python_path: Vivarium embeds its Python in the caddy binary (the one `caddy version` was built with); " +
 		"give the app's packages with venv, a virtualenv made with that Python"
 	refuseESGI = "module_esgi: Vivarium serves WSGI (module_wsgi) and ASGI (module_asgi) apps, not ESGI"
-	refuseDock = "isolation docker: Vivarium runs apps inside the Caddy process; use isolation interpreter (the default), " +
-		"shared or main, and run apps that must not share a process in a Caddy of their own"
+	refuseDock = "isolation docker: Vivarium runs no containers; use isolation process for an app in processes of its own " +
+		"(with user and group to run it as another user), or leave isolation auto, the default"
 	refuseCache = "cache: the interpreters of an app share no memory in Vivarium either; keep shared state in a store " +
 		"such as Redis or SQLite"
 	refuseBody = "request_body inside python: use Caddy's own request_body directive (request_body { max_size 10MB }) " +

@@ -65,7 +65,7 @@ func TestWhatVivariumCannotHonourIsRefusedWithWhatToUse(t *testing.T) {
 	cases := map[string]struct{ input, want string }{
 		"python_path":      {"python {\n module_wsgi main:app\n python_path /usr/bin/python3\n}", "venv"},
 		"module_esgi":      {"python {\n module_esgi main:app\n}", "module_wsgi"},
-		"isolation docker": {"python {\n module_wsgi main:app\n isolation docker {\n image python:3.14\n }\n}", "isolation interpreter"},
+		"isolation docker": {"python {\n module_wsgi main:app\n isolation docker {\n image python:3.14\n }\n}", "isolation process"},
 		"runtime gevent":   {"python {\n module_wsgi main:app\n runtime gevent\n}", "threads"},
 		"runtime uvloop":   {"python {\n module_asgi main:app\n runtime uvloop\n}", "asyncio"},
 		"runtime for kind": {"python {\n module_wsgi main:app\n runtime native\n}", "sync (WSGI)"},

@@ -114,7 +114,7 @@ def test_a_caddy_snake_json_config_runs_unchanged(caddy_launcher, flask_venv, tm
     [
         ("python_path /usr/bin/python3", "venv"),
         ("runtime gevent", "threads"),
-        ("isolation docker {\n\t\timage python:3.14-slim\n\t}", "isolation interpreter"),
+        ("isolation docker {\n\t\timage python:3.14-slim\n\t}", "isolation process"),
         ("cache {\n\t}", "Redis"),
         ("request_body {\n\t\tmax_size 1MB\n\t}", "request_body { max_size"),
     ],
