@@ -188,7 +188,7 @@ def test_domain_serves_https_with_a_certificate_of_caddys_own_ca(python_server):
         (["--runtime", "gevent"], "threads"),
         (["--runtime", "uvloop"], "asyncio"),
         (["--server-type", "esgi"], "WSGI"),
-        (["--isolation", "docker"], "isolation interpreter"),
+        (["--isolation", "docker"], "isolation process"),
         (["--cache-mode", "cluster"], "Redis"),
         (["--wsgi", "--asgi"], "one of"),
         (["--static", "nowhere"], "<route>=<dir>"),
