@@ -7,11 +7,8 @@ package plugin
 // WebSocket (websocket.go) requests both run over it.
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,25 +143,6 @@ const (
 	directBody = 16 << 10
 	directWait = 10 * time.Millisecond
 )
-
-// headLength is the Content-Length in a head packed as writeHead reads it,
-// or -1 without a valid one.
-func headLength(head []byte) int64 {
-	_, rest, _ := bytes.Cut(head, []byte{0})
-	for len(rest) > 0 {
-		var name, value []byte
-		name, rest, _ = bytes.Cut(rest, []byte{0})
-		value, rest, _ = bytes.Cut(rest, []byte{0})
-		if len(name) == len("content-length") && strings.EqualFold(string(name), "content-length") {
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil {
-				return -1
-			}
-			return n
-		}
-	}
-	return -1
-}
 
 func (q *asgiRequest) takeOut() []outMsg { return takeAll(&q.mu, &q.out) }
 

@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -36,15 +37,42 @@ func appendHeader(b *strings.Builder, name, value string) {
 // chose them, so each is checked: one net/http would refuse or that could
 // split the response is dropped and logged, and the rest go out.
 func addHeaders(h http.Header, block []byte, logger *zap.Logger) {
+	eachHeader(block, func(name, value []byte) bool {
+		n := string(name)
+		if !httpguts.ValidHeaderFieldName(n) || !httpguts.ValidHeaderFieldValue(string(value)) {
+			logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
+			return true
+		}
+		h.Add(n, string(value))
+		return true
+	})
+}
+
+// eachHeader calls fn with each name and value of a block until it answers false.
+func eachHeader(block []byte, fn func(name, value []byte) bool) {
 	for len(block) > 0 {
 		var name, value []byte
 		name, block, _ = bytes.Cut(block, []byte{0})
 		value, block, _ = bytes.Cut(block, []byte{0})
-		n := string(name)
-		if !httpguts.ValidHeaderFieldName(n) || !httpguts.ValidHeaderFieldValue(string(value)) {
-			logger.Warn("dropped an invalid response header", zap.ByteString("name", name))
-			continue
+		if !fn(name, value) {
+			return
 		}
-		h.Add(n, string(value))
 	}
+}
+
+// headLength is the Content-Length in a response head (status, then a
+// block), or -1 without a valid one.
+func headLength(head []byte) int64 {
+	_, block, _ := bytes.Cut(head, []byte{0})
+	n := int64(-1)
+	eachHeader(block, func(name, value []byte) bool {
+		if !bytes.EqualFold(name, []byte("content-length")) {
+			return true
+		}
+		if v, err := strconv.ParseInt(string(value), 10, 64); err == nil && v >= 0 {
+			n = v
+		}
+		return false
+	})
+	return n
 }
