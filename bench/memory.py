@@ -108,7 +108,9 @@ def executables(pids: list[int]) -> set[str]:
 
 def outside_mappers(pids: list[int]) -> dict[str, int]:
     """For each executable of the tree, how many processes outside it map the
-    same file: each one would take a share of its pages out of the tree's PSS."""
+    same file: each one would take a share of its pages out of the tree's PSS.
+    Paths are relative to the checkout, so the report names no directory of
+    the machine it ran on."""
     wanted = executables(pids)
     inside = set(pids)
     counts = dict.fromkeys(wanted, 0)
@@ -117,7 +119,12 @@ def outside_mappers(pids: list[int]) -> dict[str, int]:
             continue
         for path in wanted & {p.strip() for p in mapped_files(pid)}:
             counts[path] += 1
-    return counts
+    return {shown(path): n for path, n in counts.items()}
+
+
+def shown(path: str) -> str:
+    root = str(Path(__file__).resolve().parent.parent) + os.sep
+    return path[len(root):] if path.startswith(root) else path
 
 
 def evict_from_page_cache(path: Path) -> None:
