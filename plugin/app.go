@@ -300,6 +300,7 @@ func (a *app) startInterpreter(index int) (*interpreter, error) {
 		}
 		if interp.loop != nil {
 			cworkers[i].efd = C.int(interp.loop.efd)
+			interp.loop.cw = &cworkers[i]
 		}
 		workerTable[id].Store(w)
 		interp.workers = append(interp.workers, w)

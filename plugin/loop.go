@@ -1,5 +1,10 @@
 package plugin
 
+/*
+#include "vivarium.h"
+*/
+import "C"
+
 import (
 	"encoding/binary"
 	"sync"
@@ -23,6 +28,7 @@ type loop struct {
 	closing  chan struct{} // closed when the app stops: WebSockets are told so
 	exited   chan struct{} // closed when the loop thread is gone: nothing will answer
 	host     *interpreter  // the interpreter whose thread runs it
+	cw       *C.vv_worker  // that thread's C half: whether a post must write efd
 	serving  atomic.Bool   // takes new requests: started and not being replaced
 
 	// The loop of one process of an `isolation process` app (process.go): a
@@ -118,6 +124,8 @@ func (l *loop) notify(needed bool) {
 	case !needed:
 	case l.remote != nil:
 		l.remote.pump()
+	case l.cw != nil && C.vv_loop_wake(l.cw) == 0:
+		// The loop spins before it would sleep: it sees the post itself.
 	default:
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)

@@ -67,6 +67,9 @@ func (req *request) runningOn(w *worker) {
 // (false: a queue or a worker still holds it) and the error to answer with.
 func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err error) {
 	ctl := p.app.Load().cfg.controls
+	if spinWait(req.done) {
+		return true, nil
+	}
 	ctxDone := r.Context().Done()
 	timer := getTimer(min(ctl.timeout, ctl.writeTimeout/2))
 	defer putTimer(timer)

@@ -17,7 +17,10 @@ func (p *Python) serveWSGI(w http.ResponseWriter, r *http.Request, out *outcome)
 		req.release()
 		return p.unavailable(w, err)
 	}
-	if release, err := p.awaitWSGI(req, r); !release {
+	spinning.inPython.Add(1)
+	release, err := p.awaitWSGI(req, r)
+	spinning.inPython.Add(-1)
+	if !release {
 		return err
 	}
 	failed, aborted, bodyErr, timedOut := req.failed, req.aborted, req.bodyErr, req.timedOut

@@ -57,6 +57,12 @@ vv_interp *vv_thread_interp(void)
     return thread_interp;
 }
 
+/* The worker this thread is, if it is one of ours. */
+vv_worker *vv_thread_worker(void)
+{
+    return thread_worker;
+}
+
 void vv_crash_in_go(int in_go)
 {
     thread_in_go = in_go;

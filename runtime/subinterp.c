@@ -286,6 +286,9 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
         sem_init(&workers[i].wake, 0, 0);
         workers[i].statfd = -1;
         workers[i].loadfd = -1;
+        /* An event loop counts as asleep until it first spins: Go's first
+         * post must write its eventfd. */
+        workers[i].wake_state = in->event_loop ? VV_WAKE_SLEEPING : VV_WAKE_NONE;
     }
     vv_crash_register(in);
     return in;

@@ -101,6 +101,13 @@
 
 #define VV_FLIGHT_SLOTS 16
 
+/* A worker's wake_state (worker.c: worker_idle, vv_loop_idle). */
+enum {
+    VV_WAKE_NONE,     /* nothing posted; the worker runs or spins */
+    VV_WAKE_POSTED,   /* Go has something for it */
+    VV_WAKE_SLEEPING, /* it sleeps (semaphore, or the loop's epoll): a post must wake it */
+};
+
 /* What a worker thread owns. Go fills `buf` with the next request's packed
  * data (see plugin/environ.go) through vv_worker_reserve. */
 typedef struct vv_worker {
@@ -113,10 +120,10 @@ typedef struct vv_worker {
     int started;
     int efd;                    /* ASGI: the eventfd the event loop watches */
     sem_t wake;                 /* WSGI: an idle worker sleeps here */
-    int wake_state;             /* WSGI: VV_WAKE_*, see worker_idle */
-    unsigned spin_fails, spin_skip; /* WSGI: idle spins that failed, spells to sleep at once */
-    int loadfd;                 /* WSGI: /proc/loadavg, or -1 (worker_idle) */
-    int ncpus;                  /* WSGI: the machine's online CPUs */
+    int wake_state;             /* VV_WAKE_*, see worker_idle and vv_loop_idle */
+    unsigned spin_fails, spin_skip; /* idle spins that failed, spells to sleep at once */
+    int loadfd;                 /* /proc/loadavg, or -1 (spin_for_post) */
+    int ncpus;                  /* the machine's online CPUs */
     uint64_t gil_wait_ns;       /* how long the finished request waited for the
                                    GIL before it could start */
     int statfd;                 /* the thread's /proc schedstat, or -1 */
@@ -237,6 +244,8 @@ void vv_main_hooks_boot_ended(void);
 void *vv_worker_main(void *arg);
 void *vv_loop_main(void *arg);
 void vv_worker_wake(vv_worker *w);
+int vv_loop_wake(vv_worker *w);
+int vv_loop_idle(vv_worker *w);
 int vv_worker_reserve(vv_worker *w, size_t n);
 uint64_t vv_worker_demand(vv_worker *w);
 uint64_t vv_worker_in_python(vv_worker *w);
@@ -257,6 +266,7 @@ void vv_crash_in_go(int in_go);
 void vv_crash_begin(uint64_t token, const char *desc, size_t len);
 void vv_crash_end(uint64_t token);
 vv_interp *vv_thread_interp(void);
+vv_worker *vv_thread_worker(void);
 /* Brackets a call into Go, whose faults are Go's to handle. */
 #define VV_IN_GO(call) (vv_crash_in_go(1), (call), vv_crash_in_go(0))
 

@@ -163,12 +163,6 @@ static uint64_t now_ns(clockid_t clock)
  * every request of a client that sends its next one as soon as it has the
  * answer. So an idle worker first spins a while, watching wake_state, and
  * Go posts the semaphore only to a worker that went to sleep. */
-enum {
-    VV_WAKE_NONE,     /* nothing posted; the worker runs or spins */
-    VV_WAKE_POSTED,   /* Go has something for it */
-    VV_WAKE_SLEEPING, /* it waits on the semaphore: a post needs sem_post */
-};
-
 /* The longest an idle worker spins. A client's next request arrives within
  * a round trip through the client and the Go scheduler; an idle server's
  * worker stops spinning after a few long waits (worker_idle). */
@@ -215,43 +209,80 @@ static int cores_short(vv_worker *w)
     return running > (unsigned long)w->ncpus;
 }
 
-/* Waits for Go's wake-up, spinning first while spinning pays. It does not
- * for a worker of an idle or lightly loaded server, whose wake-up comes
- * later than a spin lasts: after a spin that failed the worker sleeps at
- * once for twice as many spells as after the last failure (up to
- * 2^VV_SPIN_BACKOFF_MAX), then tries again; a spin that succeeds resets
- * that. Nor while the machine has no core to spare (cores_short). Go wakes
- * a worker at most once per spell on the idle list, so one POSTED is one
- * wake-up. */
+/* Spins while spinning pays, watching wake_state for Go's post; 1 if it
+ * came. It does not for a worker of an idle or lightly loaded server, whose
+ * wake-up comes later than a spin lasts: after a spin that failed the
+ * worker sleeps at once for twice as many spells as after the last failure
+ * (up to 2^VV_SPIN_BACKOFF_MAX), then tries again; a spin that succeeds
+ * resets that. Nor while the machine has no core to spare (cores_short). */
+static int spin_for_post(vv_worker *w)
+{
+    if (w->spin_skip > 0) {
+        w->spin_skip--;
+        return 0;
+    }
+    uint64_t start = now_ns(CLOCK_MONOTONIC), now = start;
+    for (unsigned round = 0; now - start < VV_SPIN_MAX_NS; round++) {
+        if (__atomic_load_n(&w->wake_state, __ATOMIC_ACQUIRE) == VV_WAKE_POSTED) {
+            w->spin_fails = 0;
+            return 1;
+        }
+        if (round % VV_SPIN_CHECK == 0 && cores_short(w))
+            break;
+        for (int i = 0; i < VV_SPIN_PAUSES; i++)
+            cpu_relax();
+        sched_yield();
+        now = now_ns(CLOCK_MONOTONIC);
+    }
+    if (w->spin_fails < VV_SPIN_BACKOFF_MAX)
+        w->spin_fails++;
+    w->spin_skip = 1u << w->spin_fails;
+    return 0;
+}
+
+/* Waits for Go's wake-up, spinning first (spin_for_post). Go wakes a worker
+ * at most once per spell on the idle list, so one POSTED is one wake-up. */
 static void worker_idle(vv_worker *w)
 {
-    if (w->spin_skip == 0) {
-        uint64_t start = now_ns(CLOCK_MONOTONIC), now = start;
-        for (unsigned round = 0; now - start < VV_SPIN_MAX_NS; round++) {
-            if (__atomic_load_n(&w->wake_state, __ATOMIC_ACQUIRE) == VV_WAKE_POSTED) {
-                w->spin_fails = 0;
-                goto woken;
-            }
-            if (round % VV_SPIN_CHECK == 0 && cores_short(w))
-                break;
-            for (int i = 0; i < VV_SPIN_PAUSES; i++)
-                cpu_relax();
-            sched_yield();
-            now = now_ns(CLOCK_MONOTONIC);
-        }
-        if (w->spin_fails < VV_SPIN_BACKOFF_MAX)
-            w->spin_fails++;
-        w->spin_skip = 1u << w->spin_fails;
-    } else {
-        w->spin_skip--;
-    }
     int expect = VV_WAKE_NONE;
-    if (__atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_SLEEPING, 0,
+    if (!spin_for_post(w) &&
+        __atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_SLEEPING, 0,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         while (sem_wait(&w->wake) != 0 && errno == EINTR)
             ;
-woken:
     __atomic_store_n(&w->wake_state, VV_WAKE_NONE, __ATOMIC_RELEASE);
+}
+
+/* An event loop's wake-up. Go writes the loop's eventfd when it posts to an
+ * empty inbox, and the loop, asleep in epoll_wait, wakes: a context switch
+ * and a cross-CPU wake-up on the path of each request of a client that
+ * sends its next one as soon as it has the answer, as the WSGI worker's
+ * semaphore is. Here wake_state is SLEEPING while the loop runs or sleeps
+ * (a post must write the eventfd), NONE while it spins before it would
+ * sleep: a post then only sets POSTED. vv_loop_idle spins and tells
+ * whether events may wait that no eventfd announces; the adapter's
+ * selector then polls them without sleeping. A POSTED it finds is always
+ * taken as that, so a wake-up is never lost, at worst polled for nothing. */
+int vv_loop_wake(vv_worker *w)
+{
+    return __atomic_exchange_n(&w->wake_state, VV_WAKE_POSTED, __ATOMIC_ACQ_REL) == VV_WAKE_SLEEPING;
+}
+
+int vv_loop_idle(vv_worker *w)
+{
+    int expect = VV_WAKE_SLEEPING;
+    if (!__atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_NONE, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&w->wake_state, VV_WAKE_SLEEPING, __ATOMIC_RELEASE);
+        return 1;
+    }
+    int posted = spin_for_post(w);
+    expect = VV_WAKE_NONE;
+    if (!posted && __atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_SLEEPING, 0,
+                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return 0;
+    __atomic_store_n(&w->wake_state, VV_WAKE_SLEEPING, __ATOMIC_RELEASE);
+    return 1;
 }
 
 /* The nanoseconds the worker's thread has spent on a CPU or waiting in the
@@ -363,6 +394,8 @@ void *vv_loop_main(void *arg)
 {
     vv_worker *w = arg;
     pthread_setname_np(pthread_self(), "vv-asgi");
+    w->loadfd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    w->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     PyThreadState *ts = PyThreadState_New(w->interp->state);
     w->tid = PyThread_get_thread_ident();
     vv_crash_thread(w->interp, w);
