@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// A handler goroutine that waits for its worker parks on req.done, and the
-// worker's send wakes it: Go readies the goroutine and, with a P idle, wakes
+// A handler goroutine that waits for its worker parks on req.done (for ASGI,
+// on its request's signal from the loop), and the worker's send wakes it: Go readies the goroutine and, with a P idle, wakes
 // an M to run it (wakep, a futex call and a sleeping thread's wake-up),
 // which on a server with one client at a time is paid once per request,
 // beside the worker's own wake-up. So while nothing else runs, one handler
@@ -27,7 +27,7 @@ const (
 )
 
 var spinning struct {
-	inPython atomic.Int32 // WSGI requests between submit and done, all apps
+	inPython atomic.Int32 // requests between submit and answer, all apps
 	spinner  atomic.Bool  // a handler spins
 	fails    atomic.Int32 // spins that failed in a row, capped
 	skip     atomic.Int32 // requests left to wait without a spin
@@ -37,8 +37,8 @@ var spinning struct {
 
 var spinCPUs = runtime.NumCPU()
 
-// spinWait spins until done has the worker's answer, and tells whether it
-// came; false leaves the waiting to the caller.
+// spinWait spins until done has the worker's answer (receiving it), and
+// tells whether it came; false leaves the waiting to the caller.
 func spinWait(done chan struct{}) bool {
 	if spinCPUs < 2 || int(spinning.inPython.Load()) >= spinCPUs {
 		return false
