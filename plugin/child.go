@@ -48,14 +48,12 @@ type childConfig struct {
 	Venv         string `json:"venv"`
 	Threads      int    `json:"threads"`
 	Multiprocess bool   `json:"multiprocess"`
-	// The app's controls, as in Caddy's process: its environment, and the
-	// limits that recycle its interpreter in place.
+	// The app's controls, as in Caddy's process. max_requests and max_memory
+	// are Caddy's to apply: it replaces the whole process (process_recycle.go).
 	Name        string            `json:"name"`
 	Env         map[string]string `json:"env"`
 	Timeout     time.Duration     `json:"timeout"`
 	StartTimout time.Duration     `json:"start_timeout"`
-	MaxRequests int               `json:"max_requests"`
-	MaxMemory   int64             `json:"max_memory"`
 }
 
 // childSide is a child process's state: its link to Caddy, its app and the
@@ -164,7 +162,6 @@ func (cs *childSide) serve() int {
 		options: cs.adapterOptions(),
 		controls: controls{
 			name: cfg.Name, env: cfg.Env, timeout: cfg.Timeout, startTimeout: cfg.StartTimout,
-			maxRequests: cfg.MaxRequests, maxMemory: cfg.MaxMemory,
 		},
 	}, cs.logger)
 	if err != nil {

@@ -77,18 +77,23 @@ func (l *loop) open(kind byte, token uint64, fields ...string) bool {
 // queue adds an event to the inbox and tells whether the loop needs waking.
 // Caller holds l.mu.
 func (l *loop) queue(kind byte, token uint64, fields []string) bool {
-	b := append(l.events, kind)
+	l.events = appendEvent(l.events, kind, token, fields)
+	l.count++
+	wake := !l.signaled
+	l.signaled = true
+	return wake
+}
+
+// appendEvent packs one event, as the inbox holds it and eachEvent reads it.
+func appendEvent[F string | []byte](b []byte, kind byte, token uint64, fields []F) []byte {
+	b = append(b, kind)
 	b = binary.LittleEndian.AppendUint64(b, token)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(fields)))
 	for _, f := range fields {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(f)))
 		b = append(b, f...)
 	}
-	l.events = b
-	l.count++
-	wake := !l.signaled
-	l.signaled = true
-	return wake
+	return b
 }
 
 // postPacked queues a batch of events packed as post packs them, count first:
@@ -108,6 +113,17 @@ func (l *loop) queuePacked(batch []byte) bool {
 	l.signaled = true
 	l.mu.Unlock()
 	return wake
+}
+
+// putBack returns a drained batch, count first, to the front of the inbox,
+// for a process's loop while none of its processes takes them: the next post
+// pumps again.
+func (l *loop) putBack(batch []byte) {
+	l.mu.Lock()
+	l.events = append(append(l.events[:4:4], batch[4:]...), l.events[4:]...)
+	l.count += binary.LittleEndian.Uint32(batch)
+	l.signaled = false
+	l.mu.Unlock()
 }
 
 // pending tells whether events wait in the inbox.

@@ -90,7 +90,7 @@ type appMetrics struct {
 	mu        sync.Mutex
 	restarts  map[string]uint64 // by reason
 	timeouts  map[string]uint64 // by kind
-	processes map[int]bool      // pids of the app's processes
+	processes map[int]bool      // pids of the app's processes: serving (true) or retiring
 	instances []*app            // started and not yet ended, oldest first
 	handlers  []*Python         // provisioned and not cleaned up, oldest first
 }
@@ -219,6 +219,10 @@ func (m *appMetrics) TimedOut(kind string) { m.update(func() { m.timeouts[kind]+
 // ProcessStarted records a process serving the app: it counts in
 // vivarium_processes_up and its resident memory is read when scraped.
 func (m *appMetrics) ProcessStarted(pid int) { m.update(func() { m.processes[pid] = true }) }
+
+// ProcessDraining records that a process of the app was replaced by a
+// recycle: it finishes its requests, and no longer counts as up.
+func (m *appMetrics) ProcessDraining(pid int) { m.update(func() { m.processes[pid] = false }) }
 
 // ProcessExited records that a process of the app is gone.
 func (m *appMetrics) ProcessExited(pid int) { m.update(func() { delete(m.processes, pid) }) }
@@ -393,11 +397,13 @@ func (m *appMetrics) collect(ch chan<- prometheus.Metric) {
 		counter(descTimeouts, n, name, kind)
 	}
 	pids := make([]int, 0, len(m.processes))
-	for pid := range m.processes {
+	serving := 0
+	for pid, up := range m.processes {
 		pids = append(pids, pid)
+		serving += boolInt(up)
 	}
 	m.mu.Unlock()
-	gauge(descProcessesUp, float64(len(pids)), name)
+	gauge(descProcessesUp, float64(serving), name)
 	for _, pid := range pids {
 		if rss, ok := residentBytes(pid); ok {
 			gauge(descProcessRSS, float64(rss), name, strconv.Itoa(pid))

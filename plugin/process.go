@@ -87,6 +87,9 @@ type processApp struct {
 	closed      bool
 	lastFailure string // why the last start failed, for 503s while none runs
 
+	recycleOff atomic.Bool // a replacement failed to start (process_recycle.go)
+	memoryOff  atomic.Bool // a fresh process is over max_memory already
+
 	stopping chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup // the supervisors
@@ -99,12 +102,18 @@ type slot struct {
 	loop  *loop // ASGI: the loop here that stands for the process's loop
 	cur   atomic.Pointer[child]
 
-	pumpMu   sync.Mutex
-	inflight int // WSGI: requests sent to cur and not yet answered (pa.mu)
+	// Processes replaced by a recycle that finish what they have
+	// (process_recycle.go); changed under pa.mu and pumpMu.
+	retiring atomic.Pointer[[]*child]
+	due      chan recycleCall // cap 1: cur reached max_requests
+
+	pumpMu sync.Mutex
 
 	// For the admin API (pa.mu).
-	restarts int       // processes that died and were replaced
-	lastExit *exitView // how the last one ended
+	restarts    int          // processes that died and were replaced
+	lastExit    *exitView    // how the last one ended
+	recycles    int          // processes replaced by max_requests or max_memory
+	lastRecycle *recycleView // the last of those
 
 	// The supervisor's own.
 	failures      int // restarts in a row that did not lead to a stable run
@@ -131,6 +140,14 @@ type child struct {
 	endedAt time.Time
 	killed  atomic.Bool // Caddy killed it
 
+	// Recycling (process_recycle.go).
+	limit    int64         // max_requests for this one, with its jitter; 0: none
+	served   atomic.Int64  // requests and WebSockets it finished
+	retiring atomic.Bool   // replaced: it finishes what it has and takes nothing new
+	settled  chan struct{} // cap 1: a request of a retiring process ended
+
+	inflight int // WSGI: requests sent to it and not yet answered (pa.mu)
+
 	mu       sync.Mutex
 	dead     bool
 	requests map[uint64]*procRequest // WSGI, in flight there
@@ -155,7 +172,7 @@ func (a *app) startProcesses() error {
 	}
 	a.procs = pa
 	for i := 0; i < cfg.interpreters; i++ {
-		s := &slot{pa: pa, index: i}
+		s := &slot{pa: pa, index: i, due: make(chan recycleCall, 1)}
 		if cfg.kind == "asgi" {
 			s.loop = &loop{
 				efd:     -1,
@@ -436,7 +453,8 @@ func (pa *processApp) submit(pr *procRequest) error {
 		return err
 	}
 	if best, ok := leastBusy(pa.slots, func(s *slot) (int, bool) {
-		return s.inflight, s.cur.Load() != nil && s.inflight < pa.cfg.threads
+		c := s.cur.Load()
+		return c.load(), c != nil && c.inflight < pa.cfg.threads
 	}); ok {
 		pr.state.Store(stateRunning)
 		c := best.assign(pr)
@@ -457,10 +475,18 @@ func (pa *processApp) submit(pr *procRequest) error {
 	return nil
 }
 
+// load is how many WSGI requests c runs, none for no process. Caller holds pa.mu.
+func (c *child) load() int {
+	if c == nil {
+		return 0
+	}
+	return c.inflight
+}
+
 // assign records pr as running in the slot's process. Caller holds pa.mu.
 func (s *slot) assign(pr *procRequest) *child {
 	c := s.cur.Load()
-	s.inflight++
+	c.inflight++
 	c.mu.Lock()
 	c.requests[pr.id] = pr
 	c.mu.Unlock()
@@ -474,7 +500,7 @@ func (s *slot) fill() (*child, []*procRequest) {
 	pa := s.pa
 	c := s.cur.Load()
 	var out []*procRequest
-	for c != nil && s.inflight < pa.cfg.threads && len(pa.queue) > 0 {
+	for c != nil && c.inflight < pa.cfg.threads && len(pa.queue) > 0 {
 		pr := pa.queue[0]
 		pa.queue[0] = nil
 		pa.queue = pa.queue[1:]
@@ -522,15 +548,16 @@ func (c *child) finished(id uint64) *procRequest {
 		pa.mu.Unlock()
 		return nil
 	}
+	c.inflight--
 	var next []*procRequest
 	if s.cur.Load() == c {
-		s.inflight--
 		_, next = s.fill()
 	}
 	pa.mu.Unlock()
 	for _, q := range next {
 		c.sendRequest(q, writeLater)
 	}
+	c.counted()
 	return pr
 }
 
@@ -581,23 +608,38 @@ func (pa *processApp) readBody(pr *procRequest, n int) {
 
 // ------------------------------------------------------------------ ASGI
 
-// pump sends the events queued on the slot's loop to its process. While no
+// pump sends the events queued on the slot's loop to its process, but those
+// of requests a retiring process owns, which go to that one. While no
 // process runs, they stay queued for the next one (pickLoop sends no new
 // request there meanwhile; what raced with the death goes to the restart).
 func (s *slot) pump() {
 	s.pumpMu.Lock()
 	defer s.pumpMu.Unlock()
-	c := s.cur.Load()
-	if c == nil {
+	c, retiring := s.cur.Load(), s.retiring.Load()
+	if c == nil && retiring == nil {
 		return
 	}
 	var batch []byte
 	s.loop.drainInbox(func(events []byte) {
 		batch = append([]byte(nil), events...)
 	})
-	if binary.LittleEndian.Uint32(batch) == 0 || !c.adopt(batch) {
+	if retiring != nil {
+		batch = routeEvents(batch, *retiring)
+	}
+	if binary.LittleEndian.Uint32(batch) == 0 {
 		return
 	}
+	if c == nil {
+		s.loop.putBack(batch)
+		return
+	}
+	if c.adopt(batch) {
+		c.sendEvents(batch)
+	}
+}
+
+// sendEvents sends c a batch of packed events.
+func (c *child) sendEvents(batch []byte) {
 	b := c.link.begin(frEvents, 0)
 	b = append(b, batch...)
 	c.link.end(b, true)
@@ -654,18 +696,22 @@ func (w asgiWhat) String() string {
 // owns tells whether token is a request c runs; final ends it there.
 func (c *child) owns(token uint64, final bool) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, ok := c.owned[token]
-	if ok && final {
+	ended := ok && final
+	if ended {
 		delete(c.owned, token)
+	}
+	c.mu.Unlock()
+	if ended {
+		c.counted()
 	}
 	return ok
 }
 
-// ack tells the slot's process that n bytes of token's response reached the
-// client (asgiRequest.written).
+// ack tells the process that runs token that n bytes of its response reached
+// the client (asgiRequest.written).
 func (s *slot) ack(token uint64, n int) {
-	if c := s.cur.Load(); c != nil && n > 0 {
+	if c := s.owner(token); c != nil && n > 0 {
 		c.link.sendU32(frAck, token, uint32(n))
 	}
 }
@@ -810,7 +856,6 @@ func (c *child) lost() {
 	pa.mu.Lock()
 	if s.cur.Load() == c {
 		s.cur.Store(nil)
-		s.inflight = 0
 	}
 	c.mu.Lock()
 	c.dead = true
@@ -931,6 +976,8 @@ func (s *slot) spawn() (*child, error) {
 		outDone:  make(chan struct{}),
 		requests: map[uint64]*procRequest{},
 		owned:    map[uint64]asgiWhat{},
+		limit:    requestLimit(pa.cfg.controls.maxRequests),
+		settled:  make(chan struct{}, 1),
 	}
 	c.logger = pa.logger.With(zap.Int("pid", c.pid))
 	var parts sync.WaitGroup
@@ -954,8 +1001,6 @@ func (s *slot) spawn() (*child, error) {
 		Env:          pa.cfg.controls.env,
 		Timeout:      pa.cfg.controls.timeout,
 		StartTimout:  pa.cfg.controls.startTimeout,
-		MaxRequests:  pa.cfg.controls.maxRequests,
-		MaxMemory:    pa.cfg.controls.maxMemory,
 	})
 	l.send(frConfig, 0, cfg)
 	return c, nil

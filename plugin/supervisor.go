@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,18 +44,35 @@ func restartDelay(failures int) time.Duration {
 
 // supervise runs the slot's processes for the app's life: the first start,
 // whose outcome goes to first (a failure refuses the config, as an app that
-// fails to load in-process does), then a restart after every death.
+// fails to load in-process does), then a restart after every death, and a
+// replacement when max_requests or max_memory is due (process_recycle.go).
 func (s *slot) supervise(first chan<- error) {
 	pa := s.pa
 	defer pa.wg.Done()
-	c, err := s.start()
+	c, err := s.start(nil)
 	first <- err
 	if err != nil {
 		return
 	}
+	var memory <-chan time.Time
+	if pa.cfg.controls.maxMemory > 0 {
+		tick := time.NewTicker(memoryCheckEvery)
+		defer tick.Stop()
+		memory = tick.C
+	}
 	for {
 		select {
 		case <-c.ended:
+		case call := <-s.due:
+			if call.c == c {
+				c = s.replace(c, call)
+			}
+			continue
+		case <-memory:
+			if call, ok := s.overMemory(c); ok {
+				c = s.replace(c, call)
+			}
+			continue
 		case <-pa.stopping:
 			s.stop(c)
 			return
@@ -69,15 +87,15 @@ func (s *slot) supervise(first chan<- error) {
 		}
 		delay := restartDelay(s.failures)
 		s.failures++
-		s.recordDeath(c)
-		s.logDeath(c, delay)
+		s.recordDeath(c, true)
+		s.logDeath(c, "restarting it", zap.Duration("restart_in", delay))
 		for {
 			select {
 			case <-time.After(delay):
 			case <-pa.stopping:
 				return
 			}
-			c, err = s.start()
+			c, err = s.start(nil)
 			if err == nil {
 				break
 			}
@@ -97,8 +115,9 @@ func (s *slot) supervise(first chan<- error) {
 	}
 }
 
-// start runs a new process for the slot and waits until its app serves.
-func (s *slot) start() (*child, error) {
+// start runs a new process for the slot and waits until its app serves; it
+// then takes the place of old, if any (a recycle).
+func (s *slot) start(old *child) (*child, error) {
 	pa := s.pa
 	started := time.Now()
 	c, err := s.spawn()
@@ -116,7 +135,7 @@ func (s *slot) start() (*child, error) {
 			break
 		}
 		c.readyAt = time.Now()
-		if !s.up(c) {
+		if !s.up(c, old) {
 			<-c.ended
 			return nil, fmt.Errorf("its process %s as it became ready%s", c.status, quoted(c.lastWords()))
 		}
@@ -124,6 +143,7 @@ func (s *slot) start() (*child, error) {
 		pa.lastFailure = ""
 		pa.mu.Unlock()
 		c.logger.Info("app process started", zap.Int("process", s.index), zap.Duration("took", time.Since(started)))
+		s.checkFresh(c)
 		return c, nil
 	case <-c.ended:
 		failure = fmt.Errorf("its process %s before the app was ready%s", c.status, quoted(c.lastWords()))
@@ -146,23 +166,29 @@ func (s *slot) start() (*child, error) {
 }
 
 // up makes c the slot's process: it gets the queued WSGI requests it has
-// threads for and the events waiting on the slot's loop. False when c died
-// before that.
-func (s *slot) up(c *child) bool {
+// threads for and the events waiting on the slot's loop. A live old process
+// it replaces retires: it gets no new request, and the events of those it
+// has go on reaching it (pump). False when c died before that.
+func (s *slot) up(c, old *child) bool {
 	pa := s.pa
+	// pumpMu first: no batch is on its way to old once it retires.
+	s.pumpMu.Lock()
 	pa.mu.Lock()
-	c.mu.Lock()
-	dead := c.dead
-	c.mu.Unlock()
-	if dead {
+	if c.isDead() {
 		pa.mu.Unlock()
+		s.pumpMu.Unlock()
 		return false
 	}
+	if old != nil && !old.isDead() {
+		old.retiring.Store(true)
+		s.setRetiring(append(slices.Clone(s.retired()), old))
+		pa.app.metrics.ProcessDraining(old.pid)
+	}
 	s.cur.Store(c)
-	s.inflight = 0
 	_, next := s.fill()
 	pa.app.metrics.ProcessStarted(c.pid) // under pa.mu: before lost can say it exited
 	pa.mu.Unlock()
+	s.pumpMu.Unlock()
 	for _, pr := range next {
 		c.sendRequest(pr, writeInline)
 	}
@@ -181,8 +207,7 @@ func (s *slot) up(c *child) bool {
 // its link.
 func (s *slot) stop(c *child) {
 	pa := s.pa
-	grace := pa.cfg.stopGrace()
-	deadline := time.Now().Add(grace)
+	deadline := time.Now().Add(pa.cfg.stopGrace())
 	for time.Now().Before(deadline) {
 		pa.mu.Lock()
 		queued := len(pa.queue)
@@ -196,6 +221,12 @@ func (s *slot) stop(c *child) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	s.end(c)
+}
+
+// end tells the process to stop and waits until it exits, or kills it.
+func (s *slot) end(c *child) {
+	grace := s.pa.cfg.stopGrace()
 	c.link.send(frStop, 0)
 	wait := grace + forceWait + exitMargin
 	select {
@@ -237,23 +268,30 @@ func (pa *processApp) stop() {
 	})
 }
 
-// recordDeath keeps what the admin API shows of the slot's last death.
-func (s *slot) recordDeath(c *child) {
+// recordDeath keeps what the admin API shows of the slot's last death;
+// restarted: the slot starts another process for it (a retiring one that
+// dies is replaced already).
+func (s *slot) recordDeath(c *child, restarted bool) {
 	c.mu.Lock()
 	running := len(c.running)
 	c.mu.Unlock()
 	pa := s.pa
 	pa.mu.Lock()
-	s.restarts++
+	if restarted {
+		s.restarts++
+	}
 	s.lastExit = &exitView{
 		PID: c.pid, Status: c.status, Signal: c.signal, ExitCode: c.code, At: c.endedAt,
 		KilledByCaddy: c.killed.Load(), RequestsInFlight: running,
 	}
 	pa.mu.Unlock()
-	pa.app.metrics.Restarted("crash")
+	if restarted {
+		pa.app.metrics.Restarted("crash")
+	}
 }
 
-func (s *slot) logDeath(c *child, restartIn time.Duration) {
+// logDeath logs the death of a process, then what the slot does about it.
+func (s *slot) logDeath(c *child, then string, extra ...zap.Field) {
 	words := c.lastWords()
 	c.mu.Lock()
 	running := c.running
@@ -274,12 +312,12 @@ func (s *slot) logDeath(c *child, restartIn time.Duration) {
 	if len(words) > 0 {
 		fields = append(fields, zap.Strings("last_output", words))
 	}
-	fields = append(fields, zap.Duration("restart_in", restartIn))
+	fields = append(fields, extra...)
 	msg := "the app's process " + c.status
 	if c.signal == "SIGKILL" && !c.killed.Load() {
 		msg += " (not by Caddy; the kernel's OOM killer sends SIGKILL when memory runs out, see dmesg)"
 	}
-	c.logger.Error(msg+"; its requests in flight got 502; restarting it", fields...)
+	c.logger.Error(msg+"; its requests in flight got 502; "+then, fields...)
 }
 
 func (s *slot) logStartFailure(err error, next time.Duration) {
@@ -328,14 +366,16 @@ func quoted(lines []string) string {
 type processView struct {
 	Process  int       `json:"process"` // its slot, 0 to interpreters-1, across restarts
 	PID      int       `json:"pid,omitempty"`
-	State    string    `json:"state"` // serving, restarting (none runs now), stopping
+	State    string    `json:"state"` // serving, restarting (none runs), draining (recycled, finishing), stopping
 	Started  time.Time `json:"started,omitzero"`
 	InFlight int       `json:"in_flight"` // requests and WebSockets it runs
 	RSSBytes uint64    `json:"rss_bytes,omitempty"`
 	Restarts int       `json:"restarts"` // processes of this slot that died and were replaced
+	Recycles int       `json:"recycles"` // processes of this slot replaced by max_requests or max_memory
 	// While none runs because starts fail: the last failure's reason.
-	StartFailure string    `json:"start_failure,omitempty"`
-	LastExit     *exitView `json:"last_exit,omitempty"`
+	StartFailure string       `json:"start_failure,omitempty"`
+	LastExit     *exitView    `json:"last_exit,omitempty"`
+	LastRecycle  *recycleView `json:"last_recycle,omitempty"`
 }
 
 // exitView is how a process of the app ended.
@@ -349,35 +389,55 @@ type exitView struct {
 	RequestsInFlight int       `json:"requests_in_flight"` // they got 502
 }
 
-// view reads the state of the app's processes and its queue.
+// view reads the state of the app's processes and its queue: each slot's
+// process, then those retiring after a recycle.
 func (pa *processApp) view() (procs []processView, queued int) {
 	pa.mu.Lock()
 	defer pa.mu.Unlock()
+	var retiring []processView
 	for _, s := range pa.slots {
-		v := processView{Process: s.index, State: "restarting", Restarts: s.restarts}
+		v := processView{Process: s.index, State: "restarting", Restarts: s.restarts, Recycles: s.recycles}
 		if s.lastExit != nil {
 			e := *s.lastExit
 			v.LastExit = &e
 		}
+		if s.lastRecycle != nil {
+			r := *s.lastRecycle
+			v.LastRecycle = &r
+		}
 		if c := s.cur.Load(); c != nil {
-			v.PID, v.State, v.Started = c.pid, stateNameServing, c.readyAt
-			if pa.cfg.kind == "asgi" {
-				c.mu.Lock()
-				v.InFlight = len(c.owned)
-				c.mu.Unlock()
-			} else {
-				v.InFlight = s.inflight
-			}
-			if rss, ok := residentBytes(c.pid); ok {
-				v.RSSBytes = rss
-			}
+			v.State = stateNameServing
+			pa.describe(&v, c)
 		} else {
 			v.StartFailure = pa.lastFailure
 		}
-		if pa.closed {
-			v.State = "stopping"
+		for _, c := range s.retired() {
+			r := processView{Process: s.index, State: "draining", Restarts: s.restarts, Recycles: s.recycles}
+			pa.describe(&r, c)
+			retiring = append(retiring, r)
 		}
 		procs = append(procs, v)
 	}
+	procs = append(procs, retiring...)
+	if pa.closed {
+		for i := range procs {
+			procs[i].State = "stopping"
+		}
+	}
 	return procs, len(pa.queue)
+}
+
+// describe fills in what v shows of process c. Caller holds pa.mu.
+func (pa *processApp) describe(v *processView, c *child) {
+	v.PID, v.Started = c.pid, c.readyAt
+	if pa.cfg.kind == "asgi" {
+		c.mu.Lock()
+		v.InFlight = len(c.owned)
+		c.mu.Unlock()
+	} else {
+		v.InFlight = c.inflight
+	}
+	if rss, ok := residentBytes(c.pid); ok {
+		v.RSSBytes = rss
+	}
 }

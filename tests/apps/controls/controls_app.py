@@ -16,9 +16,15 @@ mount point):
   GET /big?mb=N         an N MiB response in one piece
   GET /stream?mb=N      an N MiB response in 1 MiB parts
   GET /grow?n=N         keeps N more small objects alive (a leak)
+  GET /hog?mb=N         keeps N more MiB of written bytes alive: resident memory
+  GET /park?file=F      prints "controls: /park begins F", waits (ASGI: awaits) until
+                        file F exists, then answers JSON {"pid": ...}
+  GET /parked?file=F&parts=N  a streamed response of N 64 KiB parts: after the first
+                        it prints "controls: /parked begins F" and waits for F
   GET /exit             os._exit(3), reporting what it raised
   GET /segv             reads address 0 through ctypes: a segmentation fault
   GET /abort            os.abort()
+  WebSocket (ASGI)      echoes each text message as "<pid> <message>"
 With CONTROLS_LIFESPAN=spin|wait in its environment, ASGI lifespan startup
 never completes.
 """
@@ -35,6 +41,8 @@ import _interpreters
 
 SERVED = [0]
 KEPT: list[str] = []
+HOGGED: list[bytes] = []
+PART = b"p" * (64 << 10)
 _libc = ctypes.CDLL(None)
 _libc.getenv.restype = ctypes.c_char_p
 
@@ -98,6 +106,9 @@ def answer(path: str, q: dict[str, str]) -> tuple[int, str, bytes]:
     if path == "/grow":
         KEPT.extend(str(i) * 2 for i in range(int(q.get("n", "100000"))))
         return 200, "text/plain", str(len(KEPT)).encode()
+    if path == "/hog":
+        HOGGED.append(b"\x01" * (int(q.get("mb", "1")) << 20))
+        return 200, "application/json", json.dumps({"pid": os.getpid(), "mib": sum(map(len, HOGGED)) >> 20}).encode()
     if path == "/exit":
         try:
             os._exit(3)
@@ -123,12 +134,31 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         part = b"y" * (1 << 20)
         return (part for _ in range(int(q.get("mb", "1"))))
+    if path == "/park":
+        print(f"controls: /park begins {q['file']}", flush=True)
+        while not os.path.exists(q["file"]):
+            time.sleep(0.02)
+        body = json.dumps({"pid": os.getpid()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/parked":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return _parked(q["file"], int(q.get("parts", "8")))
     try:
         status, ctype, body = answer(path, q)
     except LookupError:
         status, ctype, body = 404, "text/plain", b"no route"
     start_response(f"{status} X", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _parked(file: str, parts: int):
+    yield PART
+    print(f"controls: /parked begins {file}", flush=True)
+    while not os.path.exists(file):
+        time.sleep(0.02)
+    for _ in range(parts - 1):
+        yield PART
 
 
 async def wait_forever():
@@ -150,13 +180,47 @@ async def _lifespan(receive, send):
             return
 
 
+async def _echo(receive, send):
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": f"{os.getpid()} {message.get('text')}"})
+
+
+async def _until(file: str):
+    while not os.path.exists(file):
+        await asyncio.sleep(0.02)
+
+
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
+    if scope["type"] == "websocket":
+        return await _echo(receive, send)
     path = scope["path"][len(scope.get("root_path", "")):]
     q = _query(scope["query_string"].decode())
     if path == "/wait":
         await wait_forever()
+    if path == "/park":
+        print(f"controls: /park begins {q['file']}", flush=True)
+        await _until(q["file"])
+        body = json.dumps({"pid": os.getpid()}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if path == "/parked":
+        parts = int(q.get("parts", "8"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.body", "body": PART, "more_body": True})
+        print(f"controls: /parked begins {q['file']}", flush=True)
+        await _until(q["file"])
+        for i in range(1, parts):
+            await send({"type": "http.response.body", "body": PART, "more_body": i < parts - 1})
+        return
     try:
         status, ctype, body = answer(path, q)
     except LookupError:
