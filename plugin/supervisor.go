@@ -412,6 +412,9 @@ func (pa *processApp) view() (procs []processView, queued int) {
 			v.StartFailure = pa.lastFailure
 		}
 		for _, c := range s.retired() {
+			if c.isDead() {
+				continue // exited: its drain forgets it next
+			}
 			r := processView{Process: s.index, State: "draining", Restarts: s.restarts, Recycles: s.recycles}
 			pa.describe(&r, c)
 			retiring = append(retiring, r)

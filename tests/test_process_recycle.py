@@ -177,8 +177,8 @@ def test_max_memory_replaces_the_process_after_it_finished_its_requests(start_ca
     assert responses and not failed, failed[:5]
     assert {r.json()["pid"] for r in responses} <= {old, new}
 
-    procs = processes(server, "recycled")
-    assert [(p["pid"], p["state"]) for p in procs] == [(new, "serving")], procs
+    assert wait_until(lambda: [(p["pid"], p["state"]) for p in processes(server, "recycled")] == [(new, "serving")],
+                      timeout=BOUND), processes(server, "recycled")
     assert info(server, "/other")["pid"] == other
     assert [(p["restarts"], p["recycles"]) for p in processes(server, "other")] == [(0, 0)]
     assert not log_entries(server, "its requests in flight got 502")
@@ -247,3 +247,25 @@ def test_max_memory_below_a_fresh_processs_rss_turns_itself_off(start_caddy, kin
     assert entry["app"] == "recycled" and "raise max_memory" in entry["msg"], entry
     assert not log_entries(server, "recycling the app's process")
     assert [p["recycles"] for p in processes(server, "recycled")] == [0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_of_two_processes_only_the_one_past_max_memory_is_replaced(start_caddy, kind):
+    server = start_caddy(config(kind, max_memory=f"{LIMIT_MIB}MiB", interpreters=2))
+    before = {p["process"]: p["pid"] for p in processes(server, "recycled")}
+    assert len(set(before.values())) == 2, before
+    hog = server.get("/a/hog", params={"mb": HOG_MIB})
+    assert hog.status_code == 200, hog.text
+    grown = hog.json()["pid"]
+    (slot,) = [index for index, pid in before.items() if pid == grown]
+
+    def replaced():
+        now = {p["process"]: p["pid"] for p in processes(server, "recycled") if p["state"] == "serving"}
+        return len(now) == 2 and now[slot] != grown and now
+    now = wait_until(replaced, timeout=BOUND, interval=0.2)
+    assert now, (processes(server, "recycled"), tail(server.log_text()))
+    assert now[1 - slot] == before[1 - slot], "the other process was replaced too"
+    assert wait_until(lambda: not alive(grown), timeout=BOUND)
+    assert wait_until(lambda: len(processes(server, "recycled")) == 2, timeout=BOUND), processes(server, "recycled")
+    assert [p["recycles"] for p in sorted(processes(server, "recycled"), key=lambda p: p["process"])] == (
+        [1, 0] if slot == 0 else [0, 1])
