@@ -105,7 +105,7 @@ type slot struct {
 	// Processes replaced by a recycle that finish what they have
 	// (process_recycle.go); changed under pa.mu and pumpMu.
 	retiring atomic.Pointer[[]*child]
-	due      chan recycleCall // cap 1: cur reached max_requests
+	due      chan struct{} // cap 1: a process reached its max_requests
 
 	pumpMu sync.Mutex
 
@@ -172,7 +172,7 @@ func (a *app) startProcesses() error {
 	}
 	a.procs = pa
 	for i := 0; i < cfg.interpreters; i++ {
-		s := &slot{pa: pa, index: i, due: make(chan recycleCall, 1)}
+		s := &slot{pa: pa, index: i, due: make(chan struct{}, 1)}
 		if cfg.kind == "asgi" {
 			s.loop = &loop{
 				efd:     -1,

@@ -28,9 +28,8 @@ import (
 // memoryCheckEvery is how often a slot reads its process's RSS.
 const memoryCheckEvery = time.Second
 
-// recycleCall asks a slot's supervisor to replace c.
+// recycleCall is why a slot's supervisor replaces its process.
 type recycleCall struct {
-	c     *child
 	cause string // "max_requests 1000 reached: ...", "max_memory ... exceeded: ..."
 	rss   int64  // max_memory: the RSS that exceeded it
 }
@@ -55,12 +54,20 @@ func (c *child) counted() {
 		return
 	}
 	if c.limit > 0 && n == c.limit {
-		cause := fmt.Sprintf("max_requests %d reached: %d requests served", c.slot.pa.cfg.controls.maxRequests, n)
 		select {
-		case c.slot.due <- recycleCall{c: c, cause: cause}:
-		default: // one is due already; the supervisor checks whose
+		case c.slot.due <- struct{}{}:
+		default: // a call is pending: the supervisor checks its process's count then
 		}
 	}
+}
+
+// requestsDue tells whether c has served its max_requests.
+func (s *slot) requestsDue(c *child) (recycleCall, bool) {
+	if c.limit <= 0 || c.served.Load() < c.limit || s.pa.recycleOff.Load() {
+		return recycleCall{}, false
+	}
+	return recycleCall{
+		cause: fmt.Sprintf("max_requests %d reached: %d requests served", s.pa.cfg.controls.maxRequests, c.limit)}, true
 }
 
 // overMemory tells whether c's RSS is past max_memory.
@@ -74,7 +81,7 @@ func (s *slot) overMemory(c *child) (recycleCall, bool) {
 	if !ok || int64(rss) <= limit {
 		return recycleCall{}, false
 	}
-	return recycleCall{c: c, rss: int64(rss),
+	return recycleCall{rss: int64(rss),
 		cause: fmt.Sprintf("max_memory %s exceeded: its RSS is %s", sizeText(limit), sizeText(int64(rss)))}, true
 }
 

@@ -63,8 +63,8 @@ func (s *slot) supervise(first chan<- error) {
 	for {
 		select {
 		case <-c.ended:
-		case call := <-s.due:
-			if call.c == c {
+		case <-s.due:
+			if call, ok := s.requestsDue(c); ok {
 				c = s.replace(c, call)
 			}
 			continue
