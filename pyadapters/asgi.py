@@ -355,28 +355,21 @@ class _SpinSelector(selectors.EpollSelector):
     """Before it would block, the loop spins a while in C (_vivarium.idle),
     where Go's next post reaches it without an eventfd write and a wake-up
     from epoll_wait: the one hand-off of each request that a client waiting
-    on its answer pays in full."""
+    on its answer pays in full. The spin ends as soon as one of the
+    selector's own descriptors is ready too."""
 
     def __init__(self, efd: int) -> None:
         super().__init__()
         self._efd = efd
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if (timeout is None or timeout > 0) and _vivarium.idle():
+        if (timeout is None or timeout > 0) and _vivarium.idle(self.fileno()):
             ready = super().select(0)
             key = self.get_map().get(self._efd)
             if key is not None and not any(k.fd == self._efd for k, _ in ready):
                 ready.append((key, selectors.EVENT_READ))
             return ready
         return super().select(timeout)
-
-
-class _SpinLoop(asyncio.SelectorEventLoop):
-    def _write_to_self(self) -> None:
-        # A callback from another thread (an executor's, say): a loop that
-        # spins must not wait for its spin to end to see it.
-        _vivarium.nudge()
-        super()._write_to_self()  # type: ignore[misc]
 
 
 def _new_event_loop(kind: str, efd: int) -> asyncio.AbstractEventLoop:
@@ -392,7 +385,7 @@ def _new_event_loop(kind: str, efd: int) -> asyncio.AbstractEventLoop:
             return uvloop.new_event_loop()
     if efd < 0:
         return asyncio.new_event_loop()
-    return _SpinLoop(_SpinSelector(efd))
+    return asyncio.SelectorEventLoop(_SpinSelector(efd))
 
 
 class Server:

@@ -10,9 +10,6 @@ typedef struct {
     /* Raised in an app's thread by interrupt.c: BaseException subclasses,
      * so that an app's `except Exception` does not swallow them. */
     PyObject *request_timeout, *start_timeout;
-    /* ASGI: the worker whose thread runs this interpreter's event loop, set
-     * by that thread's first idle(); read by nudge() on other threads. */
-    vv_worker *loop;
 } bridge_state;
 
 static PyObject *disconnected(void)
@@ -277,39 +274,28 @@ static PyObject *bridge_end(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
-/* idle() -> bool: on an event loop's thread, before its selector would
- * block: spins while that pays, and tells whether Go may have posted events
- * that no eventfd write announces (worker.c: vv_loop_idle). */
-static PyObject *bridge_idle(PyObject *mod, PyObject *Py_UNUSED(arg))
+/* idle(epfd) -> bool: on an event loop's thread, before its selector (epoll
+ * instance epfd) would block: spins while that pays, and tells whether Go
+ * may have posted events that no eventfd write announces, or one of the
+ * selector's descriptors is ready (worker.c: vv_loop_idle). */
+static PyObject *bridge_idle(PyObject *Py_UNUSED(mod), PyObject *arg)
 {
-    bridge_state *st = PyModule_GetState(mod);
+    int epfd = PyLong_AsInt(arg);
+    if (epfd == -1 && PyErr_Occurred())
+        return NULL;
     vv_worker *w = vv_thread_worker();
     if (w == NULL || !w->interp->event_loop)
         Py_RETURN_FALSE;
-    __atomic_store_n(&st->loop, w, __ATOMIC_RELEASE);
     int posted;
     Py_BEGIN_ALLOW_THREADS
-    posted = vv_loop_idle(w);
+    posted = vv_loop_idle(w, epfd);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(posted);
 }
 
-/* nudge(): another thread hands the event loop a callback; a loop that
- * spins in idle() sees it at once, not when its spin ends. */
-static PyObject *bridge_nudge(PyObject *mod, PyObject *Py_UNUSED(arg))
-{
-    bridge_state *st = PyModule_GetState(mod);
-    vv_worker *w = __atomic_load_n(&st->loop, __ATOMIC_ACQUIRE);
-    if (w != NULL)
-        vv_loop_wake(w);
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef bridge_methods[] = {
-    {"idle", bridge_idle, METH_NOARGS,
-     "idle(): the event loop would sleep; True if events may wait unannounced."},
-    {"nudge", bridge_nudge, METH_NOARGS,
-     "nudge(): a callback was handed to the event loop from another thread."},
+    {"idle", bridge_idle, METH_O,
+     "idle(epfd): the event loop would sleep; True if events may wait unannounced."},
     {"begin", (PyCFunction)(void (*)(void))bridge_begin, METH_FASTCALL,
      "begin(token, description): an event loop's request starts."},
     {"end", (PyCFunction)(void (*)(void))bridge_end, METH_FASTCALL,

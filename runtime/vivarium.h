@@ -245,7 +245,7 @@ void *vv_worker_main(void *arg);
 void *vv_loop_main(void *arg);
 void vv_worker_wake(vv_worker *w);
 int vv_loop_wake(vv_worker *w);
-int vv_loop_idle(vv_worker *w);
+int vv_loop_idle(vv_worker *w, int epfd);
 int vv_worker_reserve(vv_worker *w, size_t n);
 uint64_t vv_worker_demand(vv_worker *w);
 uint64_t vv_worker_in_python(vv_worker *w);

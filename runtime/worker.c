@@ -4,6 +4,8 @@
  * request that is answered in one piece thus costs one Go/C crossing. */
 #include "vivarium.h"
 
+#include <sys/epoll.h>
+
 #include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -214,8 +216,11 @@ static int cores_short(vv_worker *w)
  * wake-up comes later than a spin lasts: after a spin that failed the
  * worker sleeps at once for twice as many spells as after the last failure
  * (up to 2^VV_SPIN_BACKOFF_MAX), then tries again; a spin that succeeds
- * resets that. Nor while the machine has no core to spare (cores_short). */
-static int spin_for_post(vv_worker *w)
+ * resets that. Nor while the machine has no core to spare (cores_short).
+ * With epfd, an event loop's epoll instance, it also ends when one of the
+ * loop's own file descriptors is ready (a callback from another thread, a
+ * socket of the app's), which the loop must not wait a whole spin for. */
+static int spin_for_post(vv_worker *w, int epfd)
 {
     if (w->spin_skip > 0) {
         w->spin_skip--;
@@ -227,8 +232,13 @@ static int spin_for_post(vv_worker *w)
             w->spin_fails = 0;
             return 1;
         }
-        if (round % VV_SPIN_CHECK == 0 && cores_short(w))
-            break;
+        if (round % VV_SPIN_CHECK == 0) {
+            if (cores_short(w))
+                break;
+            struct epoll_event ev;
+            if (epfd >= 0 && epoll_wait(epfd, &ev, 1, 0) > 0)
+                return 1;
+        }
         for (int i = 0; i < VV_SPIN_PAUSES; i++)
             cpu_relax();
         sched_yield();
@@ -245,7 +255,7 @@ static int spin_for_post(vv_worker *w)
 static void worker_idle(vv_worker *w)
 {
     int expect = VV_WAKE_NONE;
-    if (!spin_for_post(w) &&
+    if (!spin_for_post(w, -1) &&
         __atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_SLEEPING, 0,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         while (sem_wait(&w->wake) != 0 && errno == EINTR)
@@ -262,13 +272,14 @@ static void worker_idle(vv_worker *w)
  * sleep: a post then only sets POSTED. vv_loop_idle spins and tells
  * whether events may wait that no eventfd announces; the adapter's
  * selector then polls them without sleeping. A POSTED it finds is always
- * taken as that, so a wake-up is never lost, at worst polled for nothing. */
+ * taken as that, so a wake-up is never lost, at worst polled for nothing;
+ * only Go's posts (vv_loop_wake) set it, each for its own loop. */
 int vv_loop_wake(vv_worker *w)
 {
     return __atomic_exchange_n(&w->wake_state, VV_WAKE_POSTED, __ATOMIC_ACQ_REL) == VV_WAKE_SLEEPING;
 }
 
-int vv_loop_idle(vv_worker *w)
+int vv_loop_idle(vv_worker *w, int epfd)
 {
     int expect = VV_WAKE_SLEEPING;
     if (!__atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_NONE, 0,
@@ -276,7 +287,7 @@ int vv_loop_idle(vv_worker *w)
         __atomic_store_n(&w->wake_state, VV_WAKE_SLEEPING, __ATOMIC_RELEASE);
         return 1;
     }
-    int posted = spin_for_post(w);
+    int posted = spin_for_post(w, epfd);
     expect = VV_WAKE_NONE;
     if (!posted && __atomic_compare_exchange_n(&w->wake_state, &expect, VV_WAKE_SLEEPING, 0,
                                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
