@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,8 @@ type childSide struct {
 	direct   bool          // ASGI: the event loop's thread reads the link (pull)
 	lost     chan struct{} // closed when pull finds the link gone
 	lostOnce sync.Once
-	batching bool // the loop thread's: posts wait for its next pull
+	batching bool      // the loop thread's: posts wait for its next pull
+	yielded  time.Time // the loop thread's: when it last let Go schedule (yieldEvery)
 	cfg      childConfig
 	app      *app
 	loop     *loop // ASGI: the app's event loop
@@ -241,11 +243,25 @@ func (cs *childSide) adapterOptions() map[string]any {
 	return opts
 }
 
+// yieldEvery is how often the event loop's thread lets Go's scheduler run
+// while it serves. The thread, made by C, holds a Go P for as long as it keeps
+// calling into Go, and no goroutine is ever scheduled on that P: to Go's
+// sysmon it looks like one goroutine running for good, so past 10 ms it takes
+// the P away on every one of its ticks, the thread's next call has to find
+// another, and sysmon, finding that work every time, wakes every 20 µs
+// instead of backing off. A yield now and then (a hand-off of the P and
+// back) shows the scheduler the thread's progress.
+const yieldEvery = 5 * time.Millisecond
+
 // pull is vvPoll's first step in an ASGI process, on the event loop's thread:
 // it writes the responses posted since the last pull in one go, then hands
 // the loop what Caddy sent. Until the loop's next pull, which the adapter
 // schedules when this one brings events, posts wait to go out together.
 func (cs *childSide) pull(l *loop) {
+	if now := time.Now(); now.Sub(cs.yielded) > yieldEvery {
+		cs.yielded = now
+		runtime.Gosched()
+	}
 	cs.batching = false
 	cs.link.flush()
 	err := cs.link.pull(cs.handle)
