@@ -377,6 +377,10 @@ func (cs *childSide) yieldIfDue(w *worker) {
 	cs.mu.Lock()
 	due := now.Sub(cs.yields[w]) > yieldEvery
 	if due {
+		if len(cs.yields) > 4*max(cs.cfg.Threads, 1) {
+			// The threads of recycled interpreters left theirs.
+			clear(cs.yields)
+		}
 		cs.yields[w] = now
 	}
 	cs.mu.Unlock()

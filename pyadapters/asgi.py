@@ -243,7 +243,7 @@ class HTTPCycle(Cycle):
             if message.get("more_body", False):
                 await self._post(POST_HTTP, head, message.get("body", b""), MORE)
                 return
-            # The last part: nothing to wait for, so no coroutine of _post's.
+            # The last part, posted here: one coroutine less per response.
             self.complete = True
             if self.gone:
                 raise ClientDisconnected("client disconnected")
