@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,8 @@ type childSide struct {
 	direct   bool          // ASGI: the event loop's thread reads the link (pull)
 	lost     chan struct{} // closed when pull finds the link gone
 	lostOnce sync.Once
-	batching bool // the loop thread's: posts wait for its next pull
+	batching bool      // the loop thread's: posts wait for its next pull
+	yielded  time.Time // the loop thread's: when it last let Go schedule (yieldEvery)
 	cfg      childConfig
 	app      *app
 	loop     *loop // ASGI: the app's event loop
@@ -72,6 +74,7 @@ type childSide struct {
 
 	mu       sync.Mutex
 	requests map[uint64]*childRequest // WSGI
+	yields   map[*worker]time.Time    // WSGI: when each thread last let Go schedule
 	tokens   map[uint64]*childToken   // ASGI
 }
 
@@ -124,6 +127,7 @@ func runChild() int {
 		cfg:      cfg,
 		logger:   zap.New(&linkCore{link: l}),
 		requests: map[uint64]*childRequest{},
+		yields:   map[*worker]time.Time{},
 		tokens:   map[uint64]*childToken{},
 	}
 	inChild = cs
@@ -238,6 +242,16 @@ func (cs *childSide) adapterOptions() map[string]any {
 	return opts
 }
 
+// yieldEvery is how often a thread of the app (the event loop's, a WSGI
+// worker's) lets Go's scheduler run while it serves. Such a thread, made by
+// C, holds a Go P for as long as it keeps calling into Go, and no goroutine is
+// ever scheduled on that P: to Go's sysmon it looks like one goroutine running
+// for good, so past 10 ms it takes the P away on every one of its ticks, the
+// thread's next call has to find another, and sysmon, finding that work every
+// time, wakes every 20 µs instead of backing off. A yield now and then (a
+// hand-off of the P and back) shows the scheduler the thread's progress.
+const yieldEvery = 5 * time.Millisecond
+
 // pull is vvPoll's first step in an ASGI process, on the event loop's thread:
 // it writes the responses posted since the last pull in one go, then hands
 // the loop what Caddy sent. Until the loop's next pull, which the adapter
@@ -245,6 +259,10 @@ func (cs *childSide) adapterOptions() map[string]any {
 func (cs *childSide) pull(l *loop) {
 	cs.batching = false
 	cs.link.flush()
+	if now := time.Now(); now.Sub(cs.yielded) > yieldEvery {
+		cs.yielded = now
+		runtime.Gosched()
+	}
 	err := cs.link.pull(cs.handle)
 	cs.batching = l.pending()
 	if err != nil {
@@ -341,9 +359,31 @@ func (cr *childRequest) signal() {
 // worker thread writes it itself: handing it to the flusher goroutine costs
 // one more wake-up per response than it saves.
 func (cr *childRequest) finish(req *request, head, body []byte, flags int) {
+	req.mu.Lock()
+	w := req.worker
+	req.mu.Unlock()
 	cr.cs.forget(cr.id)
 	cr.cs.link.sendPart(frResponse, cr.id, flags, head, body, true)
 	req.release()
+	cr.cs.yieldIfDue(w)
+}
+
+// yieldIfDue lets Go schedule on a WSGI worker's thread once per yieldEvery.
+func (cs *childSide) yieldIfDue(w *worker) {
+	now := time.Now()
+	cs.mu.Lock()
+	due := now.Sub(cs.yields[w]) > yieldEvery
+	if due {
+		if len(cs.yields) > 4*max(cs.cfg.Threads, 1) {
+			// The threads of recycled interpreters left theirs.
+			clear(cs.yields)
+		}
+		cs.yields[w] = now
+	}
+	cs.mu.Unlock()
+	if due {
+		runtime.Gosched()
+	}
 }
 
 // send sends a streamed part once the client has taken all but respWindow

@@ -10,6 +10,7 @@ on a slow client: past a bound, send() waits for a resume event instead.
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import selectors
 import traceback
@@ -64,13 +65,17 @@ def _log_exception(what: str) -> None:
     _vivarium.log(_vivarium.LOG_ERROR, f"{what}\n{traceback.format_exc(limit=-TRACEBACK_LIMIT)}")
 
 
+# The scope's fields out of a request's event, in one call.
+_scope_fields = operator.itemgetter(
+    _vivarium.SCOPE_HTTP_VERSION, _vivarium.SCOPE_METHOD, _vivarium.SCOPE_SCHEME, _vivarium.SCOPE_PATH,
+    _vivarium.SCOPE_RAW_PATH, _vivarium.SCOPE_QUERY, _vivarium.SCOPE_ROOT_PATH, _vivarium.SCOPE_HEADERS,
+    _vivarium.SCOPE_CLIENT_HOST, _vivarium.SCOPE_CLIENT_PORT, _vivarium.SCOPE_SERVER_HOST,
+    _vivarium.SCOPE_SERVER_PORT)
+
+
 def _scope(kind: str, fields: tuple[bytes, ...], state: dict[str, Any] | None) -> dict[str, Any]:
     (http_version, method, scheme, path, raw_path, query, root_path, headers,
-     client_host, client_port, server_host, server_port) = (
-        fields[_vivarium.SCOPE_HTTP_VERSION], fields[_vivarium.SCOPE_METHOD], fields[_vivarium.SCOPE_SCHEME],
-        fields[_vivarium.SCOPE_PATH], fields[_vivarium.SCOPE_RAW_PATH], fields[_vivarium.SCOPE_QUERY],
-        fields[_vivarium.SCOPE_ROOT_PATH], fields[_vivarium.SCOPE_HEADERS], fields[_vivarium.SCOPE_CLIENT_HOST],
-        fields[_vivarium.SCOPE_CLIENT_PORT], fields[_vivarium.SCOPE_SERVER_HOST], fields[_vivarium.SCOPE_SERVER_PORT])
+     client_host, client_port, server_host, server_port) = _scope_fields(fields)
     hl = headers.split(b"\0") if headers else []
     scope: dict[str, Any] = {
         "type": kind,
@@ -234,11 +239,21 @@ class HTTPCycle(Cycle):
                 raise RuntimeError("http.response.body sent before http.response.start")
             if self.complete:
                 raise RuntimeError("http.response.body sent after the response was complete")
-            more = bool(message.get("more_body", False))
             head, self.head = self.head, None
-            if not more:
-                self.complete = True
-            await self._post(POST_HTTP, head, message.get("body", b""), MORE if more else 0)
+            if message.get("more_body", False):
+                await self._post(POST_HTTP, head, message.get("body", b""), MORE)
+                return
+            # The last part, posted here: one coroutine less per response.
+            self.complete = True
+            if self.gone:
+                raise ClientDisconnected("client disconnected")
+            rc = _post(self.token, POST_HTTP, head, message.get("body", b""), 0)
+            if rc == POST_GONE:
+                self.gone = True
+                raise ClientDisconnected("client disconnected")
+            if rc == POST_PAUSE:
+                self._resume = self.server.loop.create_future()
+                await self._resume
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
