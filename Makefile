@@ -105,7 +105,7 @@ test-py: build $(TEST_VENV)/.ok
 
 # A short run for a second Python: make test-smoke OUT=bin/3.15 PYTHON=python3.15
 SMOKE_TESTS := tests/test_wsgi_environ.py tests/test_asgi_scope.py tests/test_asgi_bodies.py tests/test_websocket.py \
-	tests/test_reload.py tests/test_python_check.py tests/test_metrics.py
+	tests/test_reload.py tests/test_python_check.py tests/test_metrics.py tests/test_hashes.py
 test-smoke: build $(TEST_VENV)/.ok
 	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra $(SMOKE_TESTS)
 
