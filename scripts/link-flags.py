@@ -68,7 +68,18 @@ def shim_provides() -> set[str]:
 
 
 def has_openssl_headers() -> bool:
-    return os.path.isfile(os.path.join(var("INCLUDEDIR") or "/usr/include", "openssl", "evp.h"))
+    """Whether the C compiler cgo will use finds OpenSSL's headers (libssl-dev)."""
+    cc = (os.environ.get("CC") or "cc").split()
+    try:
+        done = subprocess.run(
+            [*cc, "-E", "-x", "c", "-", "-o", os.devnull],
+            input="#include <openssl/evp.h>\n",
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return False
+    return done.returncode == 0
 
 
 def libs() -> list[str]:
@@ -92,10 +103,11 @@ def decide(asked: str) -> dict[str, str]:
         why = f"Python {version} installed no static libpython{version}.a"
     else:
         missing = undefined_hacl(path)
-        if missing and not missing <= shim_provides():
+        lacking = sorted(missing - shim_provides())
+        if lacking:
             why = (
-                f"{os.path.basename(path)} needs HACL* functions that runtime/hashes.c does not "
-                f"supply ({', '.join(sorted(missing - shim_provides())[:3])}...)"
+                f"{os.path.basename(path)} calls {len(lacking)} HACL* functions that "
+                f"runtime/hashes.c does not supply, such as {lacking[0]}"
             )
         elif missing and not has_openssl_headers():
             why = (
