@@ -7,9 +7,10 @@ Static, the default where it can work, puts libpython inside bin/caddy: its own
 calls then skip the PLT and the __tls_get_addr lookups of a shared library. It
 can work when the Python installed its libpythonX.Y.a and every symbol that
 archive leaves to others is one we can supply: the HACL* hash functions that
-a libpython with built-in hash modules calls (Debian's) come from
-runtime/hashes.c, built with the Go tag `vivarium_hashes`, over libcrypto. Where it cannot, the shared
-libpython is linked with an rpath, and LINK_WHY says why.
+a libpython with built-in hash modules (Debian's) calls come from
+runtime/hashes.c, built with the Go tag `vivarium_hashes` and linked with
+libcrypto. Where it cannot, the shared libpython is linked with an rpath, and
+LINK_WHY says why.
 
 Usage: python scripts/link-flags.py mode|why|cgo|ext|tags [static|shared]
 (the second word: the LINK asked for, if any)
