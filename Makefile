@@ -43,10 +43,13 @@ endif
 LINK_WHY := $(call LINKING,why)
 LINK_CGO_LDFLAGS := $(call LINKING,cgo)
 LINK_EXTLDFLAGS := $(call LINKING,ext)
+LINK_TAGS := $(call LINKING,tags)
 comma := ,
 space := $(subst ,, )
 ifneq ($(LINK_WHY),)
 $(info make: linking libpython$(PYVERSION) shared: $(LINK_WHY))
+else
+$(info make: linking libpython$(PYVERSION) statically$(if $(LINK_TAGS), with runtime/hashes.c))
 endif
 export CGO_ENABLED := 1
 # Go's build cache does not notice edits to the runtime/ files that
@@ -59,6 +62,9 @@ export CGO_LDFLAGS := $(LINK_CGO_LDFLAGS)
 # for every cgo package, and the archive would be too.
 ifneq ($(LINK_EXTLDFLAGS),)
 export GOFLAGS := $(GOFLAGS) -ldflags=-extldflags=$(subst $(space),$(comma),$(LINK_EXTLDFLAGS))
+endif
+ifneq ($(LINK_TAGS),)
+export GOFLAGS := $(GOFLAGS) -tags=$(LINK_TAGS)
 endif
 export PYTHON
 
@@ -99,7 +105,7 @@ test-py: build $(TEST_VENV)/.ok
 
 # A short run for a second Python: make test-smoke OUT=bin/3.15 PYTHON=python3.15
 SMOKE_TESTS := tests/test_wsgi_environ.py tests/test_asgi_scope.py tests/test_asgi_bodies.py tests/test_websocket.py \
-	tests/test_reload.py tests/test_python_check.py tests/test_metrics.py
+	tests/test_reload.py tests/test_python_check.py tests/test_metrics.py tests/test_hashes.py
 test-smoke: build $(TEST_VENV)/.ok
 	VIVARIUM_BIN=$(CURDIR)/$(CADDY) $(TEST_VENV)/bin/python -m pytest -ra $(SMOKE_TESTS)
 
