@@ -50,9 +50,9 @@ def test_builtin_hash_modules_agree_with_the_system_python(caddy_launcher, kind,
     finally:
         caddy.stop()
     expected = system_results(tuple(served["version"]))
-    # the modules under test are libpython's own, not extension modules
-    assert served["modules"] == {name: "built-in" for name in ("_md5", "_sha1", "_sha2", "_sha3", "_blake2")}
-    assert expected["modules"] == served["modules"]
+    # The same modules on both sides: on Debian's Python they are libpython's
+    # own ("built-in"), which a static bin/caddy serves from runtime/hashes.c.
+    assert served["modules"] == expected["modules"]
     assert served["results"].keys() == expected["results"].keys()
     differing = {k: (v, expected["results"][k]) for k, v in served["results"].items() if v != expected["results"][k]}
     assert not differing, f"{len(differing)} of {len(expected['results'])} cases differ: {dict(list(differing.items())[:10])}"
