@@ -59,7 +59,9 @@ func (in *interpreter) served() {
 	ctl := a.cfg.controls
 	var cause string
 	switch {
-	case in.limit > 0 && n >= in.limit:
+	// Only the request that made the count: one that came after it may get
+	// here first, and the log would name a count past the limit.
+	case in.limit > 0 && n == in.limit:
 		cause = fmt.Sprintf("max_requests %d reached: %d requests served", ctl.maxRequests, n)
 	case ctl.maxMemory > 0 && !a.memoryOff.Load() && in.heapBytes() > ctl.maxMemory:
 		cause = fmt.Sprintf("max_memory %s exceeded: its heap is %s", sizeText(ctl.maxMemory), sizeText(in.heapBytes()))

@@ -130,16 +130,17 @@ func (p *Python) submit(req *request) error {
 }
 
 // reopen posts the first event of an ASGI request or WebSocket that q holds
-// on instance a. When a restart shut a's loops meanwhile, q is released and
-// the request starts over on the instance that replaced a.
+// on instance a. When a recycle shut q's loop meanwhile, the request starts
+// over on another loop of a; when a restart shut a's loops, on the instance
+// that replaced a.
 func (p *Python) reopen(a *app, q *asgiRequest, r *http.Request, kind byte, fields []string) (*asgiRequest, error) {
 	for !q.loop.open(kind, q.token, fields...) {
 		q.unregister()
-		next := p.app.Load()
-		if next == a {
+		if next := p.app.Load(); next != a {
+			a = next
+		} else if a.stopped() {
 			return nil, errClosed
 		}
-		a = next
 		var err error
 		if q, err = a.newASGIRequest(r, q.websocket); err != nil {
 			return nil, err
