@@ -59,44 +59,40 @@ func (p *Python) serveASGI(w http.ResponseWriter, r *http.Request, out *outcome)
 	}()
 	spinning.inPython.Add(1)
 	defer spinning.inPython.Add(-1)
-	spun := spinWait(q.signal)
+	spinWait(q.signal)
 	timeout := getTimer(limit)
 	defer putTimer(timeout)
 	for {
 		if direct {
 			q.lend(w, p.logger)
 		}
-		if spun {
-			spun = false
-		} else {
-			select {
-			case <-q.signal:
-			case <-ctxDone:
-				ctxDone = nil
-				if q.markGone() {
-					q.loop.post(evDisconnect, q.token)
-				}
-				continue
-			case err := <-bodyFailed:
-				if direct && q.reclaim() {
-					return p.answeredDirect(q, out)
-				}
-				// The app has heard of a disconnect; the client gets the status.
-				if headerSent {
-					panic(http.ErrAbortHandler)
-				}
-				return p.badBody(w, r, err)
-			case <-q.loop.exited:
-				if direct && q.reclaim() {
-					return p.answeredDirect(q, out)
-				}
-				panic(http.ErrAbortHandler)
-			case <-timeout.C:
-				if direct && q.reclaim() {
-					return p.answeredDirect(q, out)
-				}
-				return p.asgiTimedOut(q, r, headerSent)
+		select {
+		case <-q.signal:
+		case <-ctxDone:
+			ctxDone = nil
+			if q.markGone() {
+				q.loop.post(evDisconnect, q.token)
 			}
+			continue
+		case err := <-bodyFailed:
+			if direct && q.reclaim() {
+				return p.answeredDirect(q, out)
+			}
+			// The app has heard of a disconnect; the client gets the status.
+			if headerSent {
+				panic(http.ErrAbortHandler)
+			}
+			return p.badBody(w, r, err)
+		case <-q.loop.exited:
+			if direct && q.reclaim() {
+				return p.answeredDirect(q, out)
+			}
+			panic(http.ErrAbortHandler)
+		case <-timeout.C:
+			if direct && q.reclaim() {
+				return p.answeredDirect(q, out)
+			}
+			return p.asgiTimedOut(q, r, headerSent)
 		}
 		if direct && q.reclaim() {
 			return p.answeredDirect(q, out)

@@ -64,8 +64,8 @@ type childSide struct {
 	direct   bool          // ASGI: the event loop's thread reads the link (pull)
 	lost     chan struct{} // closed when pull finds the link gone
 	lostOnce sync.Once
-	batching bool      // the loop thread's: posts wait for its next pull
-	yielded  time.Time // the loop thread's: when it last let Go schedule (yieldEvery)
+	batching bool    // the loop thread's: posts wait for its next pull
+	yield    yielder // the loop thread's
 	cfg      childConfig
 	app      *app
 	loop     *loop // ASGI: the app's event loop
@@ -74,7 +74,6 @@ type childSide struct {
 
 	mu       sync.Mutex
 	requests map[uint64]*childRequest // WSGI
-	yields   map[*worker]time.Time    // WSGI: when each thread last let Go schedule
 	tokens   map[uint64]*childToken   // ASGI
 }
 
@@ -127,7 +126,6 @@ func runChild() int {
 		cfg:      cfg,
 		logger:   zap.New(&linkCore{link: l}),
 		requests: map[uint64]*childRequest{},
-		yields:   map[*worker]time.Time{},
 		tokens:   map[uint64]*childToken{},
 	}
 	inChild = cs
@@ -252,6 +250,16 @@ func (cs *childSide) adapterOptions() map[string]any {
 // hand-off of the P and back) shows the scheduler the thread's progress.
 const yieldEvery = 5 * time.Millisecond
 
+// yielder is one such thread's: only that thread calls maybe.
+type yielder struct{ last time.Time }
+
+func (y *yielder) maybe() {
+	if now := time.Now(); now.Sub(y.last) > yieldEvery {
+		y.last = now
+		runtime.Gosched()
+	}
+}
+
 // pull is vvPoll's first step in an ASGI process, on the event loop's thread:
 // it writes the responses posted since the last pull in one go, then hands
 // the loop what Caddy sent. Until the loop's next pull, which the adapter
@@ -259,10 +267,7 @@ const yieldEvery = 5 * time.Millisecond
 func (cs *childSide) pull(l *loop) {
 	cs.batching = false
 	cs.link.flush()
-	if now := time.Now(); now.Sub(cs.yielded) > yieldEvery {
-		cs.yielded = now
-		runtime.Gosched()
-	}
+	cs.yield.maybe()
 	err := cs.link.pull(cs.handle)
 	cs.batching = l.pending()
 	if err != nil {
@@ -365,24 +370,8 @@ func (cr *childRequest) finish(req *request, head, body []byte, flags int) {
 	cr.cs.forget(cr.id)
 	cr.cs.link.sendPart(frResponse, cr.id, flags, head, body, true)
 	req.release()
-	cr.cs.yieldIfDue(w)
-}
-
-// yieldIfDue lets Go schedule on a WSGI worker's thread once per yieldEvery.
-func (cs *childSide) yieldIfDue(w *worker) {
-	now := time.Now()
-	cs.mu.Lock()
-	due := now.Sub(cs.yields[w]) > yieldEvery
-	if due {
-		if len(cs.yields) > 4*max(cs.cfg.Threads, 1) {
-			// The threads of recycled interpreters left theirs.
-			clear(cs.yields)
-		}
-		cs.yields[w] = now
-	}
-	cs.mu.Unlock()
-	if due {
-		runtime.Gosched()
+	if w != nil {
+		w.yield.maybe()
 	}
 }
 

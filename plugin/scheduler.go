@@ -76,6 +76,7 @@ type worker struct {
 	cur   *request     // the request the thread is running
 	seq   uint32
 	host  *interpreter // the interpreter it runs in
+	yield yielder      // in a child: its thread's yields to Go's scheduler (child.go)
 
 	// Writing the last part of a response (request.finish): since when, and
 	// how long all such writes took, for inPython.

@@ -37,8 +37,8 @@ var spinning struct {
 
 var spinCPUs = runtime.NumCPU()
 
-// spinWait spins until done has the worker's answer (receiving it), and
-// tells whether it came; false leaves the waiting to the caller.
+// spinWait spins until done has the worker's answer, which it leaves there
+// for the caller's own wait to take at once, and tells whether it came.
 func spinWait(done chan struct{}) bool {
 	if spinCPUs < 2 || int(spinning.inPython.Load()) >= spinCPUs {
 		return false
@@ -54,7 +54,6 @@ func spinWait(done chan struct{}) bool {
 	start := monotime()
 	for i := 0; ; i++ {
 		if len(done) > 0 {
-			<-done
 			spinning.fails.Store(0)
 			return true
 		}

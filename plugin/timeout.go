@@ -68,6 +68,7 @@ func (req *request) runningOn(w *worker) {
 func (p *Python) awaitWSGI(req *request, r *http.Request) (release bool, err error) {
 	ctl := p.app.Load().cfg.controls
 	if spinWait(req.done) {
+		<-req.done
 		return true, nil
 	}
 	ctxDone := r.Context().Done()

@@ -117,6 +117,13 @@ class Cycle:
         self.task: asyncio.Task[None] | None = None
 
     async def _post(self, kind: int, a: bytes | None, b: bytes | memoryview, flags: int) -> None:
+        paused = self._post_now(kind, a, b, flags)
+        if paused is not None:
+            await paused
+
+    def _post_now(self, kind: int, a: bytes | None, b: bytes | memoryview, flags: int) -> asyncio.Future[None] | None:
+        """Posts a part; what to await when Caddy asks to pause. Not a coroutine,
+        so that a caller with nothing else to await makes none."""
         if self.gone:
             raise ClientDisconnected("client disconnected")
         rc = _post(self.token, kind, a, b, flags)
@@ -125,7 +132,8 @@ class Cycle:
             raise ClientDisconnected("client disconnected")
         if rc == POST_PAUSE:
             self._resume = self.server.loop.create_future()
-            await self._resume
+            return self._resume
+        return None
 
     def resume(self) -> None:
         if self._resume is not None and not self._resume.done():
@@ -243,17 +251,11 @@ class HTTPCycle(Cycle):
             if message.get("more_body", False):
                 await self._post(POST_HTTP, head, message.get("body", b""), MORE)
                 return
-            # The last part, posted here: one coroutine less per response.
+            # The last part without a coroutine of its own: one less per response.
             self.complete = True
-            if self.gone:
-                raise ClientDisconnected("client disconnected")
-            rc = _post(self.token, POST_HTTP, head, message.get("body", b""), 0)
-            if rc == POST_GONE:
-                self.gone = True
-                raise ClientDisconnected("client disconnected")
-            if rc == POST_PAUSE:
-                self._resume = self.server.loop.create_future()
-                await self._resume
+            paused = self._post_now(POST_HTTP, head, message.get("body", b""), 0)
+            if paused is not None:
+                await paused
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
