@@ -46,6 +46,7 @@ LINK_EXTLDFLAGS := $(call LINKING,ext)
 LINK_TAGS := $(call LINKING,tags)
 comma := ,
 space := $(subst ,, )
+$(info make: Python $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])') ($(PYTHON)))
 ifneq ($(LINK_WHY),)
 $(info make: linking libpython$(PYVERSION) shared: $(LINK_WHY))
 else
