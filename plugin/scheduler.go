@@ -43,9 +43,13 @@ import (
 //     Go's Ps, which is no reason for more threads (counting it made the
 //     limit climb for an app that does almost nothing in Python: raw WSGI
 //     with 2 interpreters x 4 threads served 13-15% fewer requests, and did
-//     0.62 against 0.77 of Caddy's respond in the bench). A request that
-//     waits on another request still queued is thus held up for a few ticks
-//     at most;
+//     0.62 against 0.77 of Caddy's respond in the bench). Nor does a tick
+//     that finds one of the threads runnable: on a machine with more threads
+//     to run than cores, a request that only computes spends ticks in the
+//     run queue, and its wait there is not counted until it ends (seen in a
+//     full test run as computing requests let in beside each other). A
+//     request that waits on another request still queued is thus held up
+//     for a few ticks at most;
 //   - falls when requests, on average over a window, spent more than half of
 //     it waiting for the GIL as they started: they queue on the GIL anyway,
 //     and our FIFO queue does that better.
@@ -58,9 +62,10 @@ var (
 const (
 	// tickInterval is how often a pool with queued requests checks whether
 	// an interpreter's threads wait on something other than a CPU. A thread's
-	// run-queue wait is only counted when it gets a CPU, up to a scheduler
+	// run-queue wait is only counted when it gets a CPU, at best a scheduler
 	// tick (4 ms at HZ=250) late, so a shorter interval misreads a machine
-	// short of cores.
+	// short of cores. A tick that finds a thread still runnable decides
+	// nothing (tick).
 	tickInterval = 4 * time.Millisecond
 	// gilWindow is the period over which GIL waits are added up.
 	gilWindow = 10 * time.Millisecond
@@ -122,11 +127,11 @@ type pool struct {
 	queued   atomic.Int32 // len(queue), for readers without mu
 
 	// The outside world, replaced in tests.
-	wake     func(*worker)        // wakes a sleeping worker thread
-	demand   func(*worker) uint64 // ns its thread has wanted a CPU
-	inPython func(*worker) uint64 // ns its thread has spent running requests
-	clock    func() int64         // monotonic ns
-	after    func(func())         // runs f one tick from now
+	wake     func(*worker)                // wakes a sleeping worker thread
+	demand   func(*worker) (uint64, bool) // ns its thread has wanted a CPU; whether it is runnable now
+	inPython func(*worker) uint64         // ns its thread has spent running requests
+	clock    func() int64                 // monotonic ns
+	after    func(func())                 // runs f one tick from now
 }
 
 var epoch = time.Now()
@@ -156,7 +161,11 @@ func (p *pool) addWorker(i int, w *worker) {
 	in.workers = append(in.workers, w)
 }
 
-func workerDemand(w *worker) uint64 { return uint64(C.vv_worker_demand(w.c)) }
+func workerDemand(w *worker) (uint64, bool) {
+	var runnable C.int
+	ns := C.vv_worker_demand(w.c, &runnable)
+	return uint64(ns), runnable != 0
+}
 
 // workerInPython counts, besides its time in Python, the time the worker
 // spent writing the last part of a response (vvServe, after Python): a
@@ -328,10 +337,16 @@ func (p *pool) tick() {
 	// Read outside the lock: a read of /proc per thread.
 	demand := make([]uint64, len(held))
 	ran := make([]uint64, len(held))
+	// A thread on a CPU, or in the run queue for one, is not waiting on
+	// something else; and the kernel counts a run-queue wait only once it
+	// ends, so its demand may read short (vv_worker_demand).
+	runnable := make([]bool, len(held))
 	for i, ws := range sample {
 		for _, w := range ws {
 			ran[i] += p.inPython(w)
-			demand[i] += p.demand(w)
+			d, r := p.demand(w)
+			demand[i] += d
+			runnable[i] = runnable[i] || r
 		}
 	}
 	now := p.clock()
@@ -343,6 +358,9 @@ func (p *pool) tick() {
 		in.demand, in.ran, in.sampledAt = demand[i], ran[i], now
 		if prevAt == 0 || now-prevAt > int64(4*tickInterval) || demand[i] < prevDemand || ran[i] < prevRan {
 			continue // no baseline to compare with
+		}
+		if runnable[i] {
+			continue // the next tick sees its wait counted
 		}
 		wanted, running := demand[i]-prevDemand, ran[i]-prevRan
 		if running > 0 && 2*wanted < running && in.limit < len(in.workers) {

@@ -18,6 +18,7 @@ type testClock struct {
 	now      int64
 	demand   map[*worker]uint64
 	inPython map[*worker]uint64
+	runnable map[*worker]bool // on a CPU or in the run queue at the sample
 	workers  []*worker
 	pending  func()
 }
@@ -43,11 +44,13 @@ func (c *testClock) tick(d time.Duration, wanting ...*worker) {
 
 func newTimedPool(interps, threads, maxQueue int) (*pool, [][]*worker, *[]*worker, *testClock) {
 	p := newPool(interps, maxQueue)
-	c := &testClock{now: 1, demand: map[*worker]uint64{}, inPython: map[*worker]uint64{}}
+	c := &testClock{
+		now: 1, demand: map[*worker]uint64{}, inPython: map[*worker]uint64{}, runnable: map[*worker]bool{},
+	}
 	woken := &[]*worker{}
 	p.wake = func(w *worker) { *woken = append(*woken, w) }
 	p.clock = func() int64 { return c.now }
-	p.demand = func(w *worker) uint64 { return c.demand[w] }
+	p.demand = func(w *worker) (uint64, bool) { return c.demand[w], c.runnable[w] }
 	p.inPython = func(w *worker) uint64 { return c.inPython[w] }
 	p.after = func(f func()) { c.pending = f }
 	ws := make([][]*worker, interps)
@@ -186,6 +189,27 @@ func TestRequestsThatComputeKeepTheLimitAtOne(t *testing.T) {
 	}
 	if p.interps[0].limit != 1 || len(*woken) != 1 {
 		t.Fatalf("a thread that keeps a CPU busy should not get company: limit %d, woken %d", p.interps[0].limit, len(*woken))
+	}
+}
+
+func TestRequestsThatComputeOnAMachineShortOfCoresKeepTheLimitAtOne(t *testing.T) {
+	p, _, woken, clock := newTimedPool(1, 4, 10)
+	submitN(t, p, 3)
+	running := (*woken)[0]
+	for round := 0; round < 4; round++ {
+		// Five ticks in the run queue: the kernel has counted a quarter of
+		// each as time on a CPU and none of the wait yet ...
+		clock.runnable[running] = true
+		for i := 0; i < 5; i++ {
+			clock.demand[running] += uint64(tickInterval / 4)
+			clock.tick(tickInterval)
+		}
+		// ... until the thread gets a CPU: then all of it at once.
+		clock.demand[running] += uint64(5 * tickInterval * 3 / 4)
+		clock.tick(tickInterval, running)
+	}
+	if p.interps[0].limit != 1 || len(*woken) != 1 {
+		t.Fatalf("a thread waiting for a CPU should not get company: limit %d, woken %d", p.interps[0].limit, len(*woken))
 	}
 }
 

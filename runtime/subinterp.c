@@ -285,6 +285,7 @@ vv_interp *vv_interp_new(const vv_app_config *cfg, int nworkers, char **err)
     for (int i = 0; i < nworkers; i++) {
         sem_init(&workers[i].wake, 0, 0);
         workers[i].statfd = -1;
+        workers[i].taskfd = -1;
         workers[i].loadfd = -1;
         /* An event loop counts as asleep until it first spins: Go's first
          * post must write its eventfd. */
@@ -399,6 +400,8 @@ void vv_interp_end(vv_interp *in)
         /* Closed only now: the scheduler may sample it until the threads end. */
         if (in->workers[i].statfd >= 0)
             close(in->workers[i].statfd);
+        if (in->workers[i].taskfd >= 0)
+            close(in->workers[i].taskfd);
         if (in->workers[i].loadfd >= 0)
             close(in->workers[i].loadfd);
     }

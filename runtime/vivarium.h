@@ -127,6 +127,7 @@ typedef struct vv_worker {
     uint64_t gil_wait_ns;       /* how long the finished request waited for the
                                    GIL before it could start */
     int statfd;                 /* the thread's /proc schedstat, or -1 */
+    int taskfd;                 /* the thread's /proc stat, or -1 (its state) */
     /* Wall time spent running requests with the GIL taken, and when the
      * current one started (0: none runs); read by the scheduler's thread. */
     uint64_t py_ns, py_since;
@@ -247,7 +248,7 @@ void vv_worker_wake(vv_worker *w);
 int vv_loop_wake(vv_worker *w);
 int vv_loop_idle(vv_worker *w, int epfd);
 int vv_worker_reserve(vv_worker *w, size_t n);
-uint64_t vv_worker_demand(vv_worker *w);
+uint64_t vv_worker_demand(vv_worker *w, int *runnable);
 uint64_t vv_worker_in_python(vv_worker *w);
 int vv_worker_runs(vv_worker *w, uint32_t seq);
 

@@ -304,19 +304,36 @@ int vv_loop_idle(vv_worker *w, int epfd)
  * for. The CPU time comes from the thread's clock, exact to the call; the
  * schedstat figures of a thread that is running lag by up to a scheduler tick
  * (4 ms at HZ=250), too coarse for it. Without schedstat (a kernel built
- * without it) the CPU time stands alone. */
-uint64_t vv_worker_demand(vv_worker *w)
+ * without it) the CPU time stands alone.
+ *
+ * The kernel adds a run-queue wait to schedstat only when the wait ends, so a
+ * thread still waiting has wanted a CPU for longer than the figure says: on a
+ * loaded machine a thread that only computes would look like one that waits.
+ * *runnable is set when the thread is on a CPU or waiting for one (state R):
+ * then the figure may be short, and the caller must not read the thread as
+ * waiting on something else. */
+uint64_t vv_worker_demand(vv_worker *w, int *runnable)
 {
     clockid_t cid;
     uint64_t ns = pthread_getcpuclockid(w->thread, &cid) == 0 ? now_ns(cid) : 0;
+    char buf[512];
+    *runnable = 0;
     if (w->statfd >= 0) {
-        char buf[96];
         ssize_t n = pread(w->statfd, buf, sizeof buf - 1, 0);
         if (n > 0) {
             buf[n] = 0;
             unsigned long long run, wait;
             if (sscanf(buf, "%llu %llu", &run, &wait) == 2)
                 ns += wait;
+        }
+    }
+    if (w->taskfd >= 0) {
+        /* "tid (name) S ...": the name may hold ") ", the state follows the last. */
+        ssize_t n = pread(w->taskfd, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = 0;
+            const char *end = strrchr(buf, ')');
+            *runnable = end && end[1] == ' ' && end[2] == 'R';
         }
     }
     return ns;
@@ -355,6 +372,7 @@ void *vv_worker_main(void *arg)
     vv_crash_thread(w->interp, w);
     /* Opened here, before the first vvServe, so the scheduler sees it set. */
     w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    w->taskfd = open("/proc/thread-self/stat", O_RDONLY | O_CLOEXEC);
     w->loadfd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
     w->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     response r = {0};

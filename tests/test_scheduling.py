@@ -2,7 +2,11 @@
 an interpreter runs several requests at once only while they wait rather than
 compute; a full queue answers 503 with Retry-After instead of piling up."""
 
+import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -183,23 +187,51 @@ def four_threads(caddy_launcher):
     caddy.stop()
 
 
-def test_requests_that_only_compute_run_one_at_a_time(four_threads, measurement):
+@contextlib.contextmanager
+def machine_short_of_cores():
+    """One busy process per core and one more, for as long as the block runs: every
+    thread of the server spends part of its time in the kernel's run queue."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range((os.cpu_count() or 1) + 1)
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+LOADS = ["idle machine", "machine short of cores"]
+
+
+def busy(load):
+    return machine_short_of_cores() if load == "machine short of cores" else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("load", LOADS)
+def test_requests_that_only_compute_run_one_at_a_time(four_threads, measurement, load):
     # Four threads share one GIL: a second computing request would only queue
-    # for it, so the scheduler keeps the others in its own FIFO queue.
-    bodies = at_once(four_threads, "/cpu", 8, {"n": 300_000}) + at_once(
-        four_threads, "/cpu", 8, {"n": 300_000}
-    )
+    # for it, so the scheduler keeps the others in its own FIFO queue. A thread
+    # waiting for a core is computing, not waiting on something else.
+    with busy(load):
+        bodies = at_once(four_threads, "/cpu", 8, {"n": 300_000}) + at_once(
+            four_threads, "/cpu", 8, {"n": 300_000}
+        )
     in_flight = sorted(b["in_flight"] for b in bodies)
-    measurement(f"8 computing requests at once on 1 interpreter x 4 threads, in flight: {in_flight}")
+    measurement(f"8 computing requests at once on 1 interpreter x 4 threads, {load}, in flight: {in_flight}")
     assert statistics.median(in_flight) == 1, (
         f"most computing requests should have run alone in their interpreter: {in_flight}"
     )
 
 
-def test_requests_that_wait_run_on_every_thread(four_threads, measurement):
-    bodies = at_once(four_threads, "/sleep", 8, {"s": 0.5})
+@pytest.mark.parametrize("load", LOADS)
+def test_requests_that_wait_run_on_every_thread(four_threads, measurement, load):
+    with busy(load):
+        bodies = at_once(four_threads, "/sleep", 8, {"s": 0.5})
     in_flight = sorted(b["in_flight"] for b in bodies)
-    measurement(f"8 sleeping requests at once on 1 interpreter x 4 threads, in flight: {in_flight}")
+    measurement(f"8 sleeping requests at once on 1 interpreter x 4 threads, {load}, in flight: {in_flight}")
     assert max(in_flight) == 4, f"requests that wait should fill all 4 threads: {in_flight}"
 
 
