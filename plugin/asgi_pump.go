@@ -205,31 +205,39 @@ func vvPostGo(token uint64, kind int, a, b []byte, flags int) int {
 
 var errTooBusy = errors.New("too many requests in flight")
 
-// pickLoop chooses the least busy event loop, or refuses past max_queue.
+// pickLoop chooses the least busy event loop and counts the new request on
+// it, or refuses past max_queue. Choosing and counting are one step: requests
+// that arrive together would otherwise all see the same loop idle and pile
+// onto it while the others stay idle (seen as two CPU-bound FastAPI requests
+// on one of two processes, one after the other).
 func (a *app) pickLoop() (*loop, error) {
-	var best *loop
-	var total int64
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	for _, in := range a.interps {
-		l := in.loop
-		// A process's loop serves once its link is up; an interpreter's once lifespan started.
-		if l == nil || (l.remote == nil && !l.serving.Load()) || l.unavailable() {
-			continue
+	for {
+		var best *loop
+		var least, total int64
+		for _, in := range a.interps {
+			l := in.loop
+			// A process's loop serves once its link is up; an interpreter's once lifespan started.
+			if l == nil || (l.remote == nil && !l.serving.Load()) || l.unavailable() {
+				continue
+			}
+			n := l.active.Load()
+			total += n
+			if best == nil || n < least {
+				best, least = l, n
+			}
 		}
-		n := l.active.Load()
-		total += n
-		if best == nil || n < best.active.Load() {
-			best = l
+		if best == nil {
+			return nil, a.noLoop()
+		}
+		if total >= int64(a.cfg.maxQueue) {
+			return nil, errTooBusy
+		}
+		if best.active.CompareAndSwap(least, least+1) {
+			return best, nil
 		}
 	}
-	if best == nil {
-		return nil, a.noLoop()
-	}
-	if total >= int64(a.cfg.maxQueue) {
-		return nil, errTooBusy
-	}
-	return best, nil
 }
 
 // startASGI registers an HTTP request or WebSocket on the app's least busy
@@ -251,7 +259,6 @@ func (a *app) newASGIRequest(r *http.Request, websocket bool) (*asgiRequest, err
 	}
 	q := &asgiRequest{token: asgiTokens.Add(1), loop: l, signal: make(chan struct{}, 1),
 		r: r, start: int64(time.Since(epoch)), websocket: websocket}
-	l.active.Add(1)
 	l.requests.Add(1)
 	asgiRequests.Store(q.token, q)
 	return q, nil
