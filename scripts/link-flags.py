@@ -30,9 +30,13 @@ def var(name: str) -> str:
 
 
 def archive() -> str:
-    """The static libpython, preferring a PIC build of it (Debian ships one)."""
+    """The static libpython: the one the Python's own executable is built from,
+    else a PIC build of it. Debian ships both, and only the first is built with
+    profile-guided optimisation (its objects have .text.hot and .text.unlikely
+    sections); bin/caddy is not position-independent (-no-pie), so it needs no
+    PIC."""
     base = os.path.join(var("LIBPL"), var("LIBRARY"))
-    for path in (base[: -len(".a")] + "-pic.a", base):
+    for path in (base, base[: -len(".a")] + "-pic.a"):
         if path.endswith(".a") and os.path.isfile(path) and " " not in path:
             return path
     return ""
