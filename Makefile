@@ -28,7 +28,9 @@ endif
 else
 override PYTHON := $(FOUND_PYTHON)
 
-PYVERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# One start of that Python: its full version for the log, X.Y for names.
+PYRELEASE := $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+PYVERSION := $(basename $(PYRELEASE))
 # bin/caddy for the default Python; OUT=bin/3.15 PYTHON=python3.15 builds another beside it.
 OUT ?= bin
 CADDY := $(OUT)/caddy
@@ -46,7 +48,7 @@ LINK_EXTLDFLAGS := $(call LINKING,ext)
 LINK_TAGS := $(call LINKING,tags)
 comma := ,
 space := $(subst ,, )
-$(info make: Python $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])') ($(PYTHON)))
+$(info make: Python $(PYRELEASE) ($(PYTHON)))
 ifneq ($(LINK_WHY),)
 $(info make: linking libpython$(PYVERSION) shared: $(LINK_WHY))
 else

@@ -187,27 +187,22 @@ def four_threads(caddy_launcher):
     caddy.stop()
 
 
+LOADS = ["idle machine", "machine short of cores"]
+
+
 @contextlib.contextmanager
-def machine_short_of_cores():
-    """One busy process per core and one more, for as long as the block runs: every
-    thread of the server spends part of its time in the kernel's run queue."""
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range((os.cpu_count() or 1) + 1)
-    ]
+def busy(load):
+    """On a machine short of cores: one busy process per core and one more, for as long
+    as the block runs, so every thread of the server spends part of its time in the
+    kernel's run queue."""
+    count = (os.cpu_count() or 1) + 1 if load == "machine short of cores" else 0
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
     try:
         yield
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
-
-
-LOADS = ["idle machine", "machine short of cores"]
-
-
-def busy(load):
-    return machine_short_of_cores() if load == "machine short of cores" else contextlib.nullcontext()
 
 
 @pytest.mark.parametrize("load", LOADS)
